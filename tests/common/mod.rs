@@ -1,0 +1,64 @@
+//! Shared by the cross-backend tests.
+#![allow(dead_code)]
+use std::sync::OnceLock;
+
+use cliptune::backend::Device;
+use cliptune::Tensor;
+
+/// The WGSL device (lavapipe in CI). Without an adapter the test fails, loudly:
+/// a WGSL test that silently skips would hide every GPU bug.
+pub fn gpu() -> Device {
+    static GPU: OnceLock<Device> = OnceLock::new();
+    GPU.get_or_init(|| {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
+        match Device::gpu_any() {
+            Ok(d) => {
+                eprintln!("WGSL tests run on adapter: {}", d.name());
+                d
+            }
+            Err(e) => panic!(
+                "NO GPU ADAPTER: the WGSL kernels cannot be tested ({e}). Install mesa-vulkan-drivers libvulkan1 (lavapipe)."
+            ),
+        }
+    })
+    .clone()
+}
+
+pub fn cpu() -> Device {
+    Device::Cpu
+}
+
+pub fn randn(shape: &[usize], seed: u64) -> Vec<f32> {
+    let mut r = cliptune::tensor::Rng::new(seed);
+    (0..shape.iter().product::<usize>()).map(|_| r.normal()).collect()
+}
+
+/// The same values on both devices.
+pub fn pair(data: &[f32], shape: &[usize]) -> (Tensor, Tensor) {
+    (Tensor::from_slice(data, shape, &cpu()).unwrap(), Tensor::from_slice(data, shape, &gpu()).unwrap())
+}
+
+pub fn rand_pair(shape: &[usize], seed: u64) -> (Tensor, Tensor) {
+    pair(&randn(shape, seed), shape)
+}
+
+/// max |a-b| / max(1, max |a|): relative to the output's scale, and absolute near 0.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = a.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+    let diff = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    if a.iter().chain(b).any(|x| !x.is_finite()) {
+        return f32::INFINITY;
+    }
+    diff / scale
+}
+
+/// Assert the two tensors agree within `tol` relative error; prints the error.
+pub fn assert_close(what: &str, cpu: &Tensor, gpu: &Tensor, tol: f32) {
+    assert_eq!(cpu.shape(), gpu.shape(), "{what}: shapes differ");
+    let a = cpu.to_vec().unwrap();
+    let b = gpu.to_vec().unwrap();
+    let e = rel_err(&a, &b);
+    eprintln!("{what}: rel err {e:.2e} (tol {tol:.0e})");
+    assert!(e <= tol, "{what}: cpu vs wgpu relative error {e} > {tol}");
+}
