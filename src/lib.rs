@@ -7,7 +7,10 @@
 pub mod autograd;
 pub mod backend;
 pub mod error;
+pub mod nn;
+pub mod selfcheck;
 pub mod tensor;
+pub mod train;
 
 pub use backend::{Device, DeviceChoice};
 pub use error::{Error, ErrorKind, Result};

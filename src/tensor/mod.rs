@@ -4,7 +4,7 @@
 //! kernels convert them on read. Token ids and indices are u32. Every tensor is
 //! contiguous row-major; reshapes share storage, everything else makes a new tensor
 //! (values are immutable, so sharing is always safe).
-mod ops;
+pub mod ops;
 
 use std::sync::Arc;
 

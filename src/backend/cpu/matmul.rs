@@ -1,8 +1,275 @@
-#![allow(unused)]
-use crate::backend::*;
-use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+//! CPU GEMM: `matrixmultiply` micro-kernels with transposes as strides (no copies),
+//! rayon splitting C across cores, and the bias + activation epilogue applied to each
+//! block right after it is computed. WGSL twin: shaders/matmul.wgsl.
+use rayon::prelude::*;
 
-pub fn matmul(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, act: Act, spec: &MatmulSpec, keep_preact: bool) -> Result<(Tensor, Option<Tensor>)> {
-    Err(Error::unsupported("matmul", "cpu"))
+use super::activation::act_apply;
+use super::memory::{f32s, wrap};
+use crate::backend::{Act, MatmulSpec};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Below this many multiply-adds one thread beats the cost of waking the others.
+const PAR_MIN_MACS: usize = 1 << 18;
+/// Row and column blocks handed to threads are multiples of this (the micro-kernel's
+/// register tile), so no thread ends up with a ragged partial tile in the middle of C.
+const SPLIT_ALIGN: usize = 8;
+
+/// Row-major `C = alpha * op(A) @ op(B) + beta * C`, C being m x n with row stride n.
+/// A is [m, k] (or [k, m] when `trans_a`), B is [k, n] (or [n, k] when `trans_b`, a
+/// PyTorch Linear weight); transposes are strides, never copies. With `beta == 0` C's
+/// old contents are never read. `parallel` splits C across the rayon pool: use it for
+/// one big GEMM, not inside an outer parallel loop.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+    parallel: bool,
+) -> Result<()> {
+    if a.len() < m * k || b.len() < k * n || c.len() < m * n {
+        return Err(Error::shape(
+            "sgemm",
+            format!("m={m} n={n} k={k} needs A >= {}, B >= {}, C >= {} elements; got {}, {}, {}", m * k, k * n, m * n, a.len(), b.len(), c.len()),
+        ));
+    }
+    let g = Gemm { m, n, k, alpha, beta, a, trans_a, b, trans_b };
+    if parallel {
+        g.run_parallel(&mut c[..m * n], |_, _| {});
+    } else {
+        g.run_rows(0, m, &mut c[..m * n]);
+    }
+    Ok(())
+}
+
+/// One row-major GEMM problem; slices already checked to be large enough.
+#[derive(Clone, Copy)]
+struct Gemm<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    beta: f32,
+    a: &'a [f32],
+    trans_a: bool,
+    b: &'a [f32],
+    trans_b: bool,
+}
+
+/// C's base pointer shared by threads that write disjoint column ranges.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl Gemm<'_> {
+    /// (row stride, column stride) of op(A) [m, k] and op(B) [k, n].
+    fn strides(&self) -> (isize, isize, isize, isize) {
+        let (m, n, k) = (self.m as isize, self.n as isize, self.k as isize);
+        let (rsa, csa) = if self.trans_a { (1, m) } else { (k, 1) };
+        let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
+        (rsa, csa, rsb, csb)
+    }
+
+    /// Rows `r0..r0+rows` of C into `c` (exactly rows x n), single-threaded.
+    fn run_rows(&self, r0: usize, rows: usize, c: &mut [f32]) {
+        debug_assert!(c.len() == rows * self.n && r0 + rows <= self.m);
+        let (rsa, csa, rsb, csb) = self.strides();
+        let a_start = if self.trans_a { r0 } else { r0 * self.k };
+        // SAFETY: the caller checked len(A) >= m*k, len(B) >= k*n; the largest offset
+        // touched is (rows-1)*rsa + (k-1)*csa from a_start, inside A for both layouts,
+        // likewise for B, and C is exactly rows x n with row stride n.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                self.k,
+                self.n,
+                self.alpha,
+                self.a.as_ptr().add(a_start.min(self.a.len())),
+                rsa,
+                csa,
+                self.b.as_ptr(),
+                rsb,
+                csb,
+                self.beta,
+                c.as_mut_ptr(),
+                self.n as isize,
+                1,
+            );
+        }
+    }
+
+    /// The whole of C (m x n) across the rayon pool. `epilogue(row0, rows_of_c)` runs
+    /// on each finished row block while it is still in cache.
+    fn run_parallel(&self, c: &mut [f32], epilogue: impl Fn(usize, &mut [f32]) + Sync) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let threads = rayon::current_num_threads();
+        if threads <= 1 || m * n * k < PAR_MIN_MACS || m * n == 0 {
+            self.run_rows(0, m, c);
+            epilogue(0, c);
+        } else if m >= SPLIT_ALIGN * threads || n < SPLIT_ALIGN * threads {
+            // One row block per thread: each packs B once (more blocks would repack it).
+            let rows = m.div_ceil(threads).next_multiple_of(SPLIT_ALIGN).min(m);
+            c.par_chunks_mut(rows * n).enumerate().for_each(|(i, blk)| {
+                let r0 = i * rows;
+                self.run_rows(r0, blk.len() / n, blk);
+                epilogue(r0, blk);
+            });
+        } else {
+            // Few rows, wide C (a GEMV-like projection): split the columns instead.
+            let cols = n.div_ceil(threads).next_multiple_of(SPLIT_ALIGN).min(n);
+            let (rsa, csa, rsb, csb) = self.strides();
+            let base = SendPtr(c.as_mut_ptr());
+            (0..n.div_ceil(cols)).into_par_iter().for_each(|j| {
+                let base = base;
+                let c0 = j * cols;
+                let w = cols.min(n - c0);
+                let b_start = if self.trans_b { c0 * k } else { c0 };
+                // SAFETY: blocks write disjoint column ranges c0..c0+w of C (m x n, row
+                // stride n); B offsets stay inside B as in run_rows.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        w,
+                        self.alpha,
+                        self.a.as_ptr(),
+                        rsa,
+                        csa,
+                        self.b.as_ptr().add(b_start.min(self.b.len())),
+                        rsb,
+                        csb,
+                        self.beta,
+                        base.0.add(c0),
+                        n as isize,
+                        1,
+                    );
+                }
+            });
+            epilogue(0, c);
+        }
+    }
+}
+
+/// Bias + activation over finished rows of C (`c`, rows x n). With `out`, `c` keeps the
+/// pre-activation and `out` gets act(c); otherwise `c` is overwritten with act(c).
+fn epilogue(c: &mut [f32], out: Option<&mut [f32]>, n: usize, bias: Option<&[f32]>, act: Act) {
+    if let Some(bias) = bias {
+        for row in c.chunks_exact_mut(n) {
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+        }
+    }
+    match out {
+        Some(out) => out.iter_mut().zip(c.iter()).for_each(|(o, &x)| *o = act_apply(x, act)),
+        None if act != Act::None => c.iter_mut().for_each(|x| *x = act_apply(*x, act)),
+        None => {}
+    }
+}
+
+/// Numel checks shared by both layouts of every operand; see `MatmulSpec`.
+fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Result<()> {
+    let op = "matmul";
+    let a_need = s.batch * s.m * s.k;
+    let b_need = if s.b_shared { 1 } else { s.batch } * s.k * s.n;
+    if a.numel() != a_need {
+        return Err(Error::shape(op, format!("A has shape {:?} ({} elements) but {s:?} needs {a_need}", a.shape(), a.numel())));
+    }
+    if b.numel() != b_need {
+        return Err(Error::shape(op, format!("B has shape {:?} ({} elements) but {s:?} needs {b_need}", b.shape(), b.numel())));
+    }
+    if let Some(bias) = bias {
+        if bias.numel() != s.n {
+            return Err(Error::shape(op, format!("bias has shape {:?} but n = {}", bias.shape(), s.n)));
+        }
+    }
+    Ok(())
+}
+
+/// Output shape: [m, n] for a single GEMM, else [batch, m, n].
+fn out_shape(s: &MatmulSpec) -> Vec<usize> {
+    if s.batch == 1 {
+        vec![s.m, s.n]
+    } else {
+        vec![s.batch, s.m, s.n]
+    }
+}
+
+pub fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    act: Act,
+    spec: &MatmulSpec,
+    keep_preact: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    check(a, b, bias, spec)?;
+    let s = *spec;
+    let av = f32s(a, "matmul")?;
+    let bv = f32s(b, "matmul")?;
+    let biasv = bias.map(|t| f32s(t, "matmul")).transpose()?;
+    let bias_s = biasv.as_deref();
+    let total = s.batch * s.m * s.n;
+    let keep = keep_preact && act != Act::None;
+    let mut out = vec![0.0f32; total];
+    // With a kept pre-activation the GEMM writes into `pre` and the epilogue fills `out`.
+    let mut pre = if keep { vec![0.0f32; total] } else { Vec::new() };
+    let (m, n, k) = (s.m, s.n, s.k);
+    fn gemm<'a>(a: &'a [f32], b: &'a [f32], m: usize, s: &MatmulSpec) -> Gemm<'a> {
+        Gemm { m, n: s.n, k: s.k, alpha: 1.0, beta: 0.0, a, trans_a: s.trans_a, b, trans_b: s.trans_b }
+    }
+
+    if total > 0 {
+        if s.batch == 1 || (s.b_shared && !s.trans_a) {
+            // A shared B with untransposed A is one tall GEMM over all batch rows.
+            let g = gemm(&av, &bv, s.batch * m, &s);
+            if keep {
+                let out_base = SendPtr(out.as_mut_ptr());
+                g.run_parallel(&mut pre, |r0, blk| {
+                    let base = out_base;
+                    // SAFETY: row blocks are disjoint, so each thread's view of `out`
+                    // (rows r0.., same length as its block of `pre`) is exclusive.
+                    let o = unsafe { std::slice::from_raw_parts_mut(base.0.add(r0 * n), blk.len()) };
+                    epilogue(blk, Some(o), n, bias_s, act);
+                });
+            } else {
+                g.run_parallel(&mut out, |_, blk| epilogue(blk, None, n, bias_s, act));
+            }
+        } else {
+            let (a_sz, b_sz, c_sz) = (m * k, if s.b_shared { 0 } else { k * n }, m * n);
+            let one = |i: usize, c: &mut [f32], o: Option<&mut [f32]>, parallel: bool| {
+                let g = gemm(&av[i * a_sz..(i + 1) * a_sz], &bv[i * b_sz..i * b_sz + k * n], m, &s);
+                if parallel {
+                    g.run_parallel(c, |_, _| {});
+                } else {
+                    g.run_rows(0, m, c);
+                }
+                epilogue(c, o, n, bias_s, act);
+            };
+            let threads = rayon::current_num_threads();
+            // Small per-batch GEMMs (attention heads) go one per thread; a few large ones
+            // that would leave cores idle are split internally instead.
+            let per_batch = s.batch >= threads && (s.batch % threads == 0 || s.batch >= 4 * threads || m * n * k < 1 << 21);
+            if keep {
+                if per_batch {
+                    pre.par_chunks_mut(c_sz).zip(out.par_chunks_mut(c_sz)).enumerate().for_each(|(i, (c, o))| one(i, c, Some(o), false));
+                } else {
+                    pre.chunks_mut(c_sz).zip(out.chunks_mut(c_sz)).enumerate().for_each(|(i, (c, o))| one(i, c, Some(o), true));
+                }
+            } else if per_batch {
+                out.par_chunks_mut(c_sz).enumerate().for_each(|(i, c)| one(i, c, None, false));
+            } else {
+                out.chunks_mut(c_sz).enumerate().for_each(|(i, c)| one(i, c, None, true));
+            }
+        }
+    }
+    let shape = out_shape(&s);
+    let pre_t = keep.then(|| wrap(pre, &shape));
+    Ok((wrap(out, &shape), pre_t))
 }

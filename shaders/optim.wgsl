@@ -1,0 +1,51 @@
+// AdamW update and the gradient-clipping coefficient. Launch code:
+// src/backend/wgpu/optim.rs; CPU twin: src/backend/cpu/optim.rs.
+
+// Per-step scalars come from the host (computed in f64, like PyTorch's Python floats):
+// p' = p * decay - step_size * m' / (sqrt(v') / bc2_sqrt + eps).
+struct Params {
+    n: u32,
+    has_scale: u32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    decay: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+    max_norm: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+
+@group(0) @binding(1) var<storage, read> a_param: array<f32>;
+@group(0) @binding(2) var<storage, read> a_grad: array<f32>;
+@group(0) @binding(3) var<storage, read> a_m: array<f32>;
+@group(0) @binding(4) var<storage, read> a_v: array<f32>;
+@group(0) @binding(5) var<storage, read> a_scale: array<f32>; // read only when has_scale
+@group(0) @binding(6) var<storage, read_write> a_param_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> a_m_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> a_v_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn adamw(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = flat_id(wg, nwg, li, 256u);
+    if (i >= p.n) { return; }
+    var g = a_grad[i];
+    if (p.has_scale != 0u) { g = g * a_scale[0]; }
+    let m = p.beta1 * a_m[i] + (1.0 - p.beta1) * g;
+    let v = p.beta2 * a_v[i] + (1.0 - p.beta2) * g * g;
+    a_param_out[i] = a_param[i] * p.decay - p.step_size * m / (sqrt(v) / p.bc2_sqrt + p.eps);
+    a_m_out[i] = m;
+    a_v_out[i] = v;
+}
+
+@group(0) @binding(1) var<storage, read> c_sumsq: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c_out: array<f32>;
+
+@compute @workgroup_size(1)
+fn clip_coef() {
+    c_out[0] = min(1.0, p.max_norm / (sqrt(c_sumsq[0]) + 1e-6));
+}

@@ -1,0 +1,62 @@
+//! CLIP's pre-LN transformer block: `x += attn(ln1(x)); x += mlp(ln2(x))`.
+use super::{LayerNorm, Mlp, Module, MultiHeadAttention};
+use crate::autograd::{Param, Tape, Var};
+use crate::backend::{Act, Device};
+use crate::error::Result;
+
+#[derive(Clone)]
+pub struct Block {
+    pub ln1: LayerNorm,
+    pub attn: MultiHeadAttention,
+    pub ln2: LayerNorm,
+    pub mlp: Mlp,
+    /// Recompute this block's activations in backward instead of keeping them.
+    pub recompute: bool,
+}
+
+impl Block {
+    #[allow(clippy::too_many_arguments)]
+    pub fn random(name: &str, d: usize, heads: usize, mlp_ratio: usize, act: Act, causal: bool, seed: u64, device: &Device) -> Result<Block> {
+        Ok(Block {
+            ln1: LayerNorm::random(&format!("{name}.layer_norm1"), d, seed + 10, device)?,
+            attn: MultiHeadAttention::random(&format!("{name}.self_attn"), d, heads, causal, seed + 20, device)?,
+            ln2: LayerNorm::random(&format!("{name}.layer_norm2"), d, seed + 30, device)?,
+            mlp: Mlp::random(&format!("{name}.mlp"), d, d * mlp_ratio, act, seed + 40, device)?,
+            recompute: false,
+        })
+    }
+
+    fn forward_inner(&self, tape: &Tape, x: &Var) -> Result<Var> {
+        let h = self.attn.forward(tape, &self.ln1.forward(tape, x)?)?;
+        let x = x.add(&h)?;
+        let h = self.mlp.forward(tape, &self.ln2.forward(tape, &x)?)?;
+        x.add(&h)
+    }
+
+    /// x: [batch, seq, d].
+    pub fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
+        if self.recompute && tape.is_recording() {
+            let me = self.clone();
+            tape.checkpoint(&[x], move |t, xs| me.forward_inner(t, &xs[0]))
+        } else {
+            self.forward_inner(tape, x)
+        }
+    }
+}
+
+impl Module for Block {
+    fn params(&self) -> Vec<&Param> {
+        let mut v = self.ln1.params();
+        v.extend(self.attn.params());
+        v.extend(self.ln2.params());
+        v.extend(self.mlp.params());
+        v
+    }
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        let mut v = self.ln1.params_mut();
+        v.extend(self.attn.params_mut());
+        v.extend(self.ln2.params_mut());
+        v.extend(self.mlp.params_mut());
+        v
+    }
+}
