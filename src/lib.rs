@@ -6,6 +6,7 @@
 //! - [`autograd`]: the tape, one backward rule per op, trainable vs frozen parameters.
 pub mod autograd;
 pub mod backend;
+pub mod clip;
 pub mod error;
 pub mod nn;
 pub mod selfcheck;

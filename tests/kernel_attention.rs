@@ -6,13 +6,27 @@ use cliptune::{DType, Tensor};
 use common::*;
 
 fn spec(batch: usize, seq: usize, heads: usize, head_dim: usize, causal: bool) -> AttnSpec {
-    AttnSpec { batch, seq, heads, head_dim, causal, scale: 1.0 / (head_dim as f32).sqrt() }
+    AttnSpec {
+        batch,
+        seq,
+        heads,
+        head_dim,
+        causal,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+    }
 }
 
 /// (batch, seq, heads, head_dim): CLIP's head_dim 64 and odd, non-tile sizes.
 /// (2, 19, 2, 128) fills every per-thread register slot of the WGSL kernels.
-const SHAPES: [(usize, usize, usize, usize); 7] =
-    [(1, 1, 1, 8), (2, 5, 3, 16), (2, 50, 4, 64), (1, 77, 2, 64), (3, 17, 2, 33), (1, 130, 1, 64), (2, 19, 2, 128)];
+const SHAPES: [(usize, usize, usize, usize); 7] = [
+    (1, 1, 1, 8),
+    (2, 5, 3, 16),
+    (2, 50, 4, 64),
+    (1, 77, 2, 64),
+    (3, 17, 2, 33),
+    (1, 130, 1, 64),
+    (2, 19, 2, 128),
+];
 
 /// Explicit scores matrix + softmax in f64: (out, lse).
 fn naive_forward(q: &[f32], k: &[f32], v: &[f32], s: &AttnSpec) -> (Vec<f32>, Vec<f32>) {
@@ -84,10 +98,17 @@ fn cpu_backward_matches_finite_differences() {
         // L = sum(out * w), accumulated in f64.
         let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
             let (o, _) = be.attention(&t(q), &t(k), &t(v), &s).unwrap();
-            o.to_vec().unwrap().iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
+            o.to_vec()
+                .unwrap()
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum()
         };
         let (out, lse) = be.attention(&t(&q), &t(&k), &t(&v), &s).unwrap();
-        let (dq, dk, dv) = be.attention_bwd(&t(&w), &t(&q), &t(&k), &t(&v), &out, &lse, &s).unwrap();
+        let (dq, dk, dv) = be
+            .attention_bwd(&t(&w), &t(&q), &t(&k), &t(&v), &out, &lse, &s)
+            .unwrap();
         let analytic = [dq.to_vec().unwrap(), dk.to_vec().unwrap(), dv.to_vec().unwrap()];
         let eps = 1e-2f32;
         for (which, grad) in analytic.iter().enumerate() {
@@ -101,8 +122,15 @@ fn cpu_backward_matches_finite_differences() {
                 *g = ((up - down) / (2.0 * eps as f64)) as f32;
             }
             let e = rel_err(&numeric, grad);
-            eprintln!("finite differences d{} (causal {causal}): rel err {e:.2e}", ["q", "k", "v"][which]);
-            assert!(e <= 1e-2, "d{} causal {causal}: {e}\nnumeric {numeric:?}\nanalytic {grad:?}", ["q", "k", "v"][which]);
+            eprintln!(
+                "finite differences d{} (causal {causal}): rel err {e:.2e}",
+                ["q", "k", "v"][which]
+            );
+            assert!(
+                e <= 1e-2,
+                "d{} causal {causal}: {e}\nnumeric {numeric:?}\nanalytic {grad:?}",
+                ["q", "k", "v"][which]
+            );
         }
     }
 }
@@ -120,7 +148,10 @@ fn wgpu_forward_and_backward_match_cpu() {
                 let t = |x: &[f32]| Tensor::from_slice(x, &shape, &dev).unwrap();
                 let (tq, tk, tv) = (t(&q), t(&k), t(&v));
                 let (out, lse) = dev.backend().attention(&tq, &tk, &tv, &s).unwrap();
-                let (dq, dk, dv) = dev.backend().attention_bwd(&t(&gout), &tq, &tk, &tv, &out, &lse, &s).unwrap();
+                let (dq, dk, dv) = dev
+                    .backend()
+                    .attention_bwd(&t(&gout), &tq, &tk, &tv, &out, &lse, &s)
+                    .unwrap();
                 res.push([out, lse, dq, dk, dv]);
             }
             for (i, name) in ["out", "lse", "dq", "dk", "dv"].iter().enumerate() {
@@ -183,7 +214,10 @@ fn bad_inputs_are_errors() {
     let [q, k, v] = qkv(&s, 1);
     let t = |x: &[f32], dev| Tensor::from_slice(x, &dims(&s), dev).unwrap();
     let g = gpu();
-    let err = g.backend().attention(&t(&q, &g), &t(&k, &g), &t(&v, &g), &s).unwrap_err();
+    let err = g
+        .backend()
+        .attention(&t(&q, &g), &t(&k, &g), &t(&v, &g), &s)
+        .unwrap_err();
     assert!(err.msg.contains("head_dim"), "{}", err.msg);
     let c = cpu();
     let (out, _) = c.backend().attention(&t(&q, &c), &t(&k, &c), &t(&v, &c), &s).unwrap();
@@ -192,54 +226,15 @@ fn bad_inputs_are_errors() {
 }
 
 #[test]
-#[ignore]
-fn tmp_cpu_timing() {
-    for (b, n, h, causal) in [(32, 77, 8, true), (32, 50, 12, false), (8, 257, 16, false)] {
-        let s = spec(b, n, h, 64, causal);
-        let shape = dims(&s);
-        let t = |seed| Tensor::randn(&shape, 1.0, seed, &cpu()).unwrap();
-        let (q, k, v, g) = (t(1), t(2), t(3), t(4));
-        let dev = cpu();
-        let be = dev.backend();
-        let (o, l) = be.attention(&q, &k, &v, &s).unwrap();
-        let st = std::time::Instant::now();
-        for _ in 0..5 { be.attention(&q, &k, &v, &s).unwrap(); }
-        let f = st.elapsed().as_secs_f64() / 5.0;
-        let st = std::time::Instant::now();
-        for _ in 0..5 { be.attention_bwd(&g, &q, &k, &v, &o, &l, &s).unwrap(); }
-        let bw = st.elapsed().as_secs_f64() / 5.0;
-        let fl = 4.0 * (b * h * n * n * 64) as f64;
-        eprintln!("{s:?}: fwd {:.2} ms ({:.1} GFLOP/s), bwd {:.2} ms ({:.1} GFLOP/s)", f * 1e3, fl / f / 1e9, bw * 1e3, 2.5 * fl / bw / 1e9);
-    }
-}
-
-#[test]
-#[ignore]
-fn tmp_gemm_timing() {
-    let (s, dh, hd) = (257usize, 64usize, 1024usize);
-    let q = randn(&[s * hd], 1);
-    let mut c = vec![0.0f32; s * s];
-    let mut o = vec![0.0f32; s * dh];
-    let reps = 64;
-    let st = std::time::Instant::now();
-    for _ in 0..reps {
-        unsafe {
-            matrixmultiply::sgemm(s, dh, s, 1.0, q.as_ptr(), hd as isize, 1, q.as_ptr().add(64), 1, hd as isize, 0.0, c.as_mut_ptr(), s as isize, 1);
+fn empty_shapes_give_empty_outputs() {
+    for dev in [cpu(), gpu()] {
+        for s in [spec(2, 0, 3, 8, true), spec(0, 5, 3, 8, false), spec(1, 4, 0, 8, false)] {
+            let x = Tensor::zeros(&dims(&s), &dev).unwrap();
+            let (out, lse) = dev.backend().attention(&x, &x, &x, &s).unwrap();
+            assert_eq!(out.numel(), 0);
+            assert_eq!(lse.shape(), &[s.batch, s.heads, s.seq]);
+            let (dq, dk, dv) = dev.backend().attention_bwd(&x, &x, &x, &x, &out, &lse, &s).unwrap();
+            assert_eq!(dq.numel() + dk.numel() + dv.numel(), 0);
         }
     }
-    let t1 = st.elapsed().as_secs_f64() / reps as f64;
-    let st = std::time::Instant::now();
-    for _ in 0..reps {
-        unsafe {
-            matrixmultiply::sgemm(s, s, dh, 1.0, c.as_ptr(), s as isize, 1, q.as_ptr(), hd as isize, 1, 0.0, o.as_mut_ptr(), dh as isize, 1);
-        }
-    }
-    let t2 = st.elapsed().as_secs_f64() / reps as f64;
-    let st = std::time::Instant::now();
-    for _ in 0..reps {
-        for x in c.iter_mut() { *x = (*x * 1e-3).exp(); }
-    }
-    let t3 = st.elapsed().as_secs_f64() / reps as f64;
-    let f = 2.0 * (s * s * dh) as f64;
-    eprintln!("qk {:.1} GFLOP/s, pv {:.1} GFLOP/s, libm exp {:.2} ns", f / t1 / 1e9, f / t2 / 1e9, t3 / (s * s) as f64 * 1e9);
 }

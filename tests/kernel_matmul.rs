@@ -74,12 +74,13 @@ fn inputs(s: &MatmulSpec, seed: u64) -> Inputs {
     Inputs { a: randn(&a_shape(s), seed), b: randn(&b_shape(s), seed + 1), bias: randn(&[s.n], seed + 2) }
 }
 
-/// Runs the matmul on `dev`, B stored as `b_dtype`; returns (out, pre) as host vectors.
+/// Runs the matmul on `dev`, B and bias stored as `b_dtype` (a frozen half-precision
+/// Linear); returns (out, pre) as host vectors.
 #[allow(clippy::too_many_arguments)]
 fn run(dev: &Device, x: &Inputs, s: &MatmulSpec, bias: bool, act: Act, keep: bool, b_dtype: DType) -> (Vec<f32>, Option<Vec<f32>>) {
     let a = Tensor::from_slice(&x.a, &a_shape(s), dev).unwrap();
     let b = Tensor::from_slice(&x.b, &b_shape(s), dev).unwrap().cast(b_dtype).unwrap();
-    let bias_t = bias.then(|| Tensor::from_slice(&x.bias, &[s.n], dev).unwrap());
+    let bias_t = bias.then(|| Tensor::from_slice(&x.bias, &[s.n], dev).unwrap().cast(b_dtype).unwrap());
     let (out, pre) = dev.backend().matmul(&a, &b, bias_t.as_ref(), act, s, keep).unwrap();
     assert_eq!(out.shape(), out_shape(s).as_slice(), "{s:?}");
     assert_eq!(pre.is_some(), keep && act != Act::None, "{s:?} keep={keep} act={act:?}");
@@ -215,8 +216,8 @@ fn half_precision_b_wgpu_matches_cpu() {
                         assert!(e <= tol(s.k), "{dt:?} B preact {s:?}: {e}");
                     }
                     // Half storage means exactly "f32 B rounded to half", on the CPU too.
-                    let rounded = Tensor::from_slice(&x.b, &b_shape(&s), &cpu()).unwrap().cast(dt).unwrap().to_vec().unwrap();
-                    let xr = Inputs { a: x.a.clone(), b: rounded, bias: x.bias.clone() };
+                    let round = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, &cpu()).unwrap().cast(dt).unwrap().to_vec().unwrap();
+                    let xr = Inputs { a: x.a.clone(), b: round(&x.b, &b_shape(&s)), bias: round(&x.bias, &[s.n]) };
                     let (c_ref, _) = run(&cpu(), &xr, &s, true, act, false, DType::F32);
                     assert_eq!(c_ref, c_out, "{dt:?} B on cpu differs from f32 B rounded to {dt:?}");
                 }
@@ -293,7 +294,13 @@ fn bad_input_is_an_error() {
         assert!(be.matmul(&a, &b, None, Act::None, &shared, false).is_err());
         let bias = Tensor::zeros(&[5], &dev).unwrap();
         assert!(be.matmul(&a, &b, Some(&bias), Act::Gelu, &s, true).is_err());
+        // Operands on the other device.
+        let other = if dev.is_gpu() { cpu() } else { gpu() };
+        let b_other = Tensor::zeros(&[2, 4, 5], &other).unwrap();
+        assert!(be.matmul(&a, &b_other, None, Act::None, &s, false).is_err());
         let ids = Tensor::from_u32(vec![0; 40], &[2, 4, 5], &dev).unwrap();
         assert!(be.matmul(&a, &ids, None, Act::None, &s, false).is_err());
+        let huge = MatmulSpec { batch: 1 << 40, m: 1 << 30, ..s };
+        assert!(be.matmul(&a, &b, None, Act::None, &huge, false).is_err());
     }
 }

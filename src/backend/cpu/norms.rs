@@ -21,14 +21,22 @@ fn rows_per_task(cols: usize) -> usize {
 fn rows_of_last_dim(op: &str, x: &Tensor) -> Result<(usize, usize)> {
     let cols = match x.shape().last() {
         Some(&c) if c > 0 => c,
-        _ => return Err(Error::shape(op, format!("expected a tensor with a non-empty last dimension, got {x:?}"))),
+        _ => {
+            return Err(Error::shape(
+                op,
+                format!("expected a tensor with a non-empty last dimension, got {x:?}"),
+            ))
+        }
     };
     Ok((x.numel() / cols, cols))
 }
 
 fn same_shape(op: &str, a: &Tensor, b: &Tensor, an: &str, bn: &str) -> Result<()> {
     if a.shape() != b.shape() {
-        return Err(Error::shape(op, format!("{an} {:?} and {bn} {:?} must have the same shape", a.shape(), b.shape())));
+        return Err(Error::shape(
+            op,
+            format!("{an} {:?} and {bn} {:?} must have the same shape", a.shape(), b.shape()),
+        ));
     }
     Ok(())
 }
@@ -36,10 +44,14 @@ fn same_shape(op: &str, a: &Tensor, b: &Tensor, an: &str, bn: &str) -> Result<()
 /// (rows, cols) for a layer norm whose last dim is gamma's length.
 fn ln_rows(op: &str, x: &Tensor, gamma: &Tensor) -> Result<(usize, usize)> {
     let cols = gamma.numel();
-    if cols == 0 || x.numel() % cols != 0 {
+    if cols == 0 || !x.numel().is_multiple_of(cols) {
         return Err(Error::shape(
             op,
-            format!("gamma {:?} ({cols} elements) does not divide x {:?} into rows", gamma.shape(), x.shape()),
+            format!(
+                "gamma {:?} ({cols} elements) does not divide x {:?} into rows",
+                gamma.shape(),
+                x.shape()
+            ),
         ));
     }
     Ok((x.numel() / cols, cols))
@@ -68,7 +80,12 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
             acc[l] += ca[l] as f64 * cb[l] as f64;
         }
     }
-    let tail: f64 = ia.remainder().iter().zip(ib.remainder()).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let tail: f64 = ia
+        .remainder()
+        .iter()
+        .zip(ib.remainder())
+        .map(|(&x, &y)| x as f64 * y as f64)
+        .sum();
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
@@ -89,7 +106,10 @@ fn ln_bwd_sums(dy: &[f32], x: &[f32], g: &[f32], m: f32, rs: f32) -> (f64, f64) 
         ta += gdy as f64;
         tb += (gdy * ((xj - m) * rs)) as f64;
     }
-    ((sa[0] + sa[1]) + (sa[2] + sa[3]) + ta, (sb[0] + sb[1]) + (sb[2] + sb[3]) + tb)
+    (
+        (sa[0] + sa[1]) + (sa[2] + sa[3]) + ta,
+        (sb[0] + sb[1]) + (sb[2] + sb[3]) + tb,
+    )
 }
 
 /// e^x to ~1 ulp (Cephes expf polynomial) in plain arithmetic that auto-vectorises:
@@ -111,7 +131,7 @@ fn exp_vec(x: f32) -> f32 {
     q = q * r + 8.333_452e-3;
     q = q * r + 4.166_579_6e-2;
     q = q * r + 1.666_666_5e-1;
-    q = q * r + 5.000_000_1e-1;
+    q = q * r + 0.5;
     let e = q * r * r + r + 1.0;
     // t's low mantissa bits hold n: no float-to-int conversion (that would not vectorise).
     let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
@@ -130,14 +150,24 @@ fn row_max(a: &[f32]) -> f32 {
             acc[l] = acc[l].max(c[l]);
         }
     }
-    it.remainder().iter().chain(acc.iter()).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    it.remainder()
+        .iter()
+        .chain(acc.iter())
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 pub fn layernorm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "layernorm";
     let (rows, cols) = ln_rows(OP, x, gamma)?;
     if beta.numel() != cols {
-        return Err(Error::shape(OP, format!("beta {:?} must have as many elements as gamma {:?}", beta.shape(), gamma.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "beta {:?} must have as many elements as gamma {:?}",
+                beta.shape(),
+                gamma.shape()
+            ),
+        ));
     }
     let (xv, g, b) = (f32s(x, OP)?, f32s(gamma, OP)?, f32s(beta, OP)?);
     let (xv, g, b) = (&xv[..], &g[..], &b[..]);
@@ -193,17 +223,35 @@ pub fn layernorm_bwd(
     if mean.numel() != rows || rstd.numel() != rows {
         return Err(Error::shape(
             OP,
-            format!("mean {:?} and rstd {:?} must have {rows} elements (rows of x {:?})", mean.shape(), rstd.shape(), x.shape()),
+            format!(
+                "mean {:?} and rstd {:?} must have {rows} elements (rows of x {:?})",
+                mean.shape(),
+                rstd.shape(),
+                x.shape()
+            ),
         ));
     }
-    let (dyv, xv, g, mv, rv) = (f32s(dy, OP)?, f32s(x, OP)?, f32s(gamma, OP)?, f32s(mean, OP)?, f32s(rstd, OP)?);
+    let (dyv, xv, g, mv, rv) = (
+        f32s(dy, OP)?,
+        f32s(x, OP)?,
+        f32s(gamma, OP)?,
+        f32s(mean, OP)?,
+        f32s(rstd, OP)?,
+    );
     let (dyv, xv, g, mv, rv) = (&dyv[..], &xv[..], &g[..], &mv[..], &rv[..]);
     let mut dx = vec![0f32; rows * cols];
     // Blocks of rows: few enough that the per-block dgamma/dbeta partials stay cheap,
     // enough to keep every core busy.
-    let block = rows.div_ceil(4 * rayon::current_num_threads()).max(rows_per_task(cols)).max(1);
+    let block = rows
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(rows_per_task(cols))
+        .max(1);
     let run_block = |bi: usize, dxb: &mut [f32]| -> ParamPartial {
-        let mut part = if param_grads { (vec![0f64; cols], vec![0f64; cols]) } else { (Vec::new(), Vec::new()) };
+        let mut part = if param_grads {
+            (vec![0f64; cols], vec![0f64; cols])
+        } else {
+            (Vec::new(), Vec::new())
+        };
         for (ri, dxr) in dxb.chunks_mut(cols).enumerate() {
             let r = bi * block + ri;
             let (dyr, xr) = (&dyv[r * cols..(r + 1) * cols], &xv[r * cols..(r + 1) * cols]);
@@ -233,7 +281,11 @@ pub fn layernorm_bwd(
     if !param_grads {
         return Ok((dx, None));
     }
-    let (pg, pb) = if part.0.is_empty() { (vec![0f64; cols], vec![0f64; cols]) } else { part };
+    let (pg, pb) = if part.0.is_empty() {
+        (vec![0f64; cols], vec![0f64; cols])
+    } else {
+        part
+    };
     let dg = pg.into_iter().map(|v| v as f32).collect();
     let db = pb.into_iter().map(|v| v as f32).collect();
     Ok((dx, Some((wrap(dg, gamma.shape()), wrap(db, gamma.shape())))))
@@ -244,15 +296,18 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     let (rows, cols) = rows_of_last_dim(OP, x)?;
     let xv = f32s(x, OP)?;
     let mut y = vec![0f32; rows * cols];
-    y.par_chunks_mut(cols).zip(xv.par_chunks(cols)).with_min_len(rows_per_task(cols)).for_each(|(yr, xr)| {
-        let m = row_max(xr);
-        // Separate loops: a running sum in the exp loop would keep it scalar.
-        for (o, &v) in yr.iter_mut().zip(xr) {
-            *o = exp_vec(v - m);
-        }
-        let inv = (1.0 / sum1(yr, |v| v)) as f32;
-        yr.iter_mut().for_each(|o| *o *= inv);
-    });
+    y.par_chunks_mut(cols)
+        .zip(xv.par_chunks(cols))
+        .with_min_len(rows_per_task(cols))
+        .for_each(|(yr, xr)| {
+            let m = row_max(xr);
+            // Separate loops: a running sum in the exp loop would keep it scalar.
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = exp_vec(v - m);
+            }
+            let inv = (1.0 / sum1(yr, |v| v)) as f32;
+            yr.iter_mut().for_each(|o| *o *= inv);
+        });
     Ok(wrap(y, x.shape()))
 }
 
@@ -300,7 +355,14 @@ pub fn l2norm_bwd(dy: &Tensor, y: &Tensor, norm: &Tensor) -> Result<Tensor> {
     let (rows, cols) = rows_of_last_dim(OP, y)?;
     same_shape(OP, dy, y, "dy", "y")?;
     if norm.numel() != rows {
-        return Err(Error::shape(OP, format!("norm {:?} must have {rows} elements (rows of y {:?})", norm.shape(), y.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "norm {:?} must have {rows} elements (rows of y {:?})",
+                norm.shape(),
+                y.shape()
+            ),
+        ));
     }
     let (dyv, yv, nv) = (f32s(dy, OP)?, f32s(y, OP)?, f32s(norm, OP)?);
     let mut dx = vec![0f32; rows * cols];

@@ -46,8 +46,16 @@ fn plan(op: &str, spec: &AttnSpec) -> Result<Plan> {
             format!("the wgpu kernel supports head_dim 1..={MAX_HEAD_DIM}, got spec {spec:?}"),
         ));
     }
-    let big = || Error::limit(format!("{op}: spec {spec:?} has more elements than 32-bit shader indices allow"));
-    let nl = spec.batch.checked_mul(spec.heads).and_then(|x| x.checked_mul(spec.seq)).ok_or_else(big)?;
+    let big = || {
+        Error::limit(format!(
+            "{op}: spec {spec:?} has more elements than 32-bit shader indices allow"
+        ))
+    };
+    let nl = spec
+        .batch
+        .checked_mul(spec.heads)
+        .and_then(|x| x.checked_mul(spec.seq))
+        .ok_or_else(big)?;
     let n = nl.checked_mul(spec.head_dim).ok_or_else(big)?;
     if n > u32::MAX as usize {
         return Err(big());
@@ -58,7 +66,9 @@ fn plan(op: &str, spec: &AttnSpec) -> Result<Plan> {
     let nz = bh.div_ceil(ny).max(1);
     let nx = spec.seq.div_ceil(ROWS).max(1);
     if nx > max || nz > max {
-        return Err(Error::limit(format!("{op}: spec {spec:?} needs more than {max} workgroups along one grid axis")));
+        return Err(Error::limit(format!(
+            "{op}: spec {spec:?} needs more than {max} workgroups along one grid axis"
+        )));
     }
     let params = Params {
         batch: spec.batch as u32,
@@ -70,14 +80,23 @@ fn plan(op: &str, spec: &AttnSpec) -> Result<Plan> {
         ny: ny as u32,
         pad: 0,
     };
-    Ok(Plan { params, groups: [nx as u32, ny as u32, nz as u32], n, nl })
+    Ok(Plan {
+        params,
+        groups: [nx as u32, ny as u32, nz as u32],
+        n,
+        nl,
+    })
 }
 
 fn check_numel(op: &str, name: &str, t: &Tensor, want: usize, spec: &AttnSpec) -> Result<()> {
     if t.numel() != want {
         return Err(Error::shape(
             op,
-            format!("{name} has shape {:?} ({} elements) but spec {spec:?} needs {want}", t.shape(), t.numel()),
+            format!(
+                "{name} has shape {:?} ({} elements) but spec {spec:?} needs {want}",
+                t.shape(),
+                t.numel()
+            ),
         ));
     }
     Ok(())
@@ -140,8 +159,22 @@ pub fn attention_bwd(
         &[d.gpu(OP)?],
         super::grid_1d(pl.nl, 64),
     )?;
-    let inputs = [q.gpu(OP)?, k.gpu(OP)?, v.gpu(OP)?, dout.gpu(OP)?, lse.gpu(OP)?, d.gpu(OP)?];
+    let inputs = [
+        q.gpu(OP)?,
+        k.gpu(OP)?,
+        v.gpu(OP)?,
+        dout.gpu(OP)?,
+        lse.gpu(OP)?,
+        d.gpu(OP)?,
+    ];
     g.dispatch(WGSL, "attn_bwd_dq", &pl.params, &inputs, &[dq.gpu(OP)?], pl.groups)?;
-    g.dispatch(WGSL, "attn_bwd_dkv", &pl.params, &inputs, &[dk.gpu(OP)?, dv.gpu(OP)?], pl.groups)?;
+    g.dispatch(
+        WGSL,
+        "attn_bwd_dkv",
+        &pl.params,
+        &inputs,
+        &[dk.gpu(OP)?, dv.gpu(OP)?],
+        pl.groups,
+    )?;
     Ok((dq, dk, dv))
 }

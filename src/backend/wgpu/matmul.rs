@@ -33,8 +33,12 @@ struct Params {
 
 fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Result<()> {
     let op = "matmul";
-    let a_need = s.batch * s.m * s.k;
-    let b_need = if s.b_shared { 1 } else { s.batch } * s.k * s.n;
+    // Checked: a spec from user input must not overflow (a panic in debug builds).
+    let prod = |xs: [usize; 3]| xs.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
+    let sizes = (prod([s.batch, s.m, s.k]), prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]), prod([s.batch, s.m, s.n]));
+    let (Some(a_need), Some(b_need), Some(c_need)) = sizes else {
+        return Err(Error::shape(op, format!("{s:?} overflows the address space")));
+    };
     if a.numel() != a_need {
         return Err(Error::shape(op, format!("A has shape {:?} ({} elements) but {s:?} needs {a_need}", a.shape(), a.numel())));
     }
@@ -54,7 +58,7 @@ fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Resul
         }
     }
     // Flat u32 indices in the shader.
-    let biggest = (s.batch * s.m * s.n).max(a_need).max(b_need);
+    let biggest = c_need.max(a_need).max(b_need);
     if biggest > u32::MAX as usize {
         return Err(Error::limit(format!("matmul: {s:?} has more than 2^32 elements in one operand")));
     }

@@ -33,44 +33,76 @@ fn threads_per_row(cols: usize) -> usize {
 fn row_params(op: &str, rows: usize, cols: usize) -> Result<(Params, [u32; 3])> {
     // Flat indices are u32 in WGSL.
     if rows.checked_mul(cols).is_none_or(|n| n > u32::MAX as usize) {
-        return Err(Error::limit(format!("{op}: {rows} x {cols} elements exceed the 2^32 a GPU kernel can index")));
+        return Err(Error::limit(format!(
+            "{op}: {rows} x {cols} elements exceed the 2^32 a GPU kernel can index"
+        )));
     }
     let tpr = threads_per_row(cols);
-    let p = Params { rows: rows as u32, cols: cols as u32, tpr: tpr as u32, ..Default::default() };
+    let p = Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        tpr: tpr as u32,
+        ..Default::default()
+    };
     Ok((p, grid_1d(rows, WG / tpr)))
 }
 
 fn rows_of_last_dim(op: &str, x: &Tensor) -> Result<(usize, usize)> {
     let cols = match x.shape().last() {
         Some(&c) if c > 0 => c,
-        _ => return Err(Error::shape(op, format!("expected a tensor with a non-empty last dimension, got {x:?}"))),
+        _ => {
+            return Err(Error::shape(
+                op,
+                format!("expected a tensor with a non-empty last dimension, got {x:?}"),
+            ))
+        }
     };
     Ok((x.numel() / cols, cols))
 }
 
 fn same_shape(op: &str, a: &Tensor, b: &Tensor, an: &str, bn: &str) -> Result<()> {
     if a.shape() != b.shape() {
-        return Err(Error::shape(op, format!("{an} {:?} and {bn} {:?} must have the same shape", a.shape(), b.shape())));
+        return Err(Error::shape(
+            op,
+            format!("{an} {:?} and {bn} {:?} must have the same shape", a.shape(), b.shape()),
+        ));
     }
     Ok(())
 }
 
 fn ln_rows(op: &str, x: &Tensor, gamma: &Tensor) -> Result<(usize, usize)> {
     let cols = gamma.numel();
-    if cols == 0 || x.numel() % cols != 0 {
+    if cols == 0 || !x.numel().is_multiple_of(cols) {
         return Err(Error::shape(
             op,
-            format!("gamma {:?} ({cols} elements) does not divide x {:?} into rows", gamma.shape(), x.shape()),
+            format!(
+                "gamma {:?} ({cols} elements) does not divide x {:?} into rows",
+                gamma.shape(),
+                x.shape()
+            ),
         ));
     }
     Ok((x.numel() / cols, cols))
 }
 
-pub fn layernorm(g: &GpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn layernorm(
+    g: &GpuBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "layernorm";
     let (rows, cols) = ln_rows(OP, x, gamma)?;
     if beta.numel() != cols {
-        return Err(Error::shape(OP, format!("beta {:?} must have as many elements as gamma {:?}", beta.shape(), gamma.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "beta {:?} must have as many elements as gamma {:?}",
+                beta.shape(),
+                gamma.shape()
+            ),
+        ));
     }
     let (mut p, groups) = row_params(OP, rows, cols)?;
     p.eps = eps;
@@ -106,7 +138,12 @@ pub fn layernorm_bwd(
     if mean.numel() != rows || rstd.numel() != rows {
         return Err(Error::shape(
             OP,
-            format!("mean {:?} and rstd {:?} must have {rows} elements (rows of x {:?})", mean.shape(), rstd.shape(), x.shape()),
+            format!(
+                "mean {:?} and rstd {:?} must have {rows} elements (rows of x {:?})",
+                mean.shape(),
+                rstd.shape(),
+                x.shape()
+            ),
         ));
     }
     let (p, groups) = row_params(OP, rows, cols)?;
@@ -134,7 +171,11 @@ pub fn layernorm_bwd(
     // the partial buffers small while stage 1 still has rows x cols / 64 threads.
     let chunk = rows.div_ceil(1024).max(64);
     let nchunks = rows.div_ceil(chunk);
-    let pp = Params { chunk: chunk as u32, nchunks: nchunks as u32, ..p };
+    let pp = Params {
+        chunk: chunk as u32,
+        nchunks: nchunks as u32,
+        ..p
+    };
     let pg = g.empty(OP, &[nchunks, cols], DType::F32)?;
     let pb = g.empty(OP, &[nchunks, cols], DType::F32)?;
     g.dispatch(
@@ -147,7 +188,14 @@ pub fn layernorm_bwd(
     )?;
     let dg = g.empty(OP, gamma.shape(), DType::F32)?;
     let db = g.empty(OP, gamma.shape(), DType::F32)?;
-    g.dispatch(WGSL, "layernorm_bwd_reduce", &pp, &[pg.gpu(OP)?, pb.gpu(OP)?], &[dg.gpu(OP)?, db.gpu(OP)?], grid_1d(cols, WG))?;
+    g.dispatch(
+        WGSL,
+        "layernorm_bwd_reduce",
+        &pp,
+        &[pg.gpu(OP)?, pb.gpu(OP)?],
+        &[dg.gpu(OP)?, db.gpu(OP)?],
+        grid_1d(cols, WG),
+    )?;
     Ok((dx, Some((dg, db))))
 }
 
@@ -171,7 +219,14 @@ pub fn softmax_bwd(g: &GpuBackend, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
     let (dy, y) = (as_f32(g, dy)?, as_f32(g, y)?);
     let dx = g.empty(OP, y.shape(), DType::F32)?;
     if rows > 0 {
-        g.dispatch(WGSL, "softmax_bwd", &p, &[dy.gpu(OP)?, y.gpu(OP)?], &[dx.gpu(OP)?], groups)?;
+        g.dispatch(
+            WGSL,
+            "softmax_bwd",
+            &p,
+            &[dy.gpu(OP)?, y.gpu(OP)?],
+            &[dx.gpu(OP)?],
+            groups,
+        )?;
     }
     Ok(dx)
 }
@@ -184,7 +239,14 @@ pub fn l2norm(g: &GpuBackend, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let y = g.empty(OP, x.shape(), DType::F32)?;
     let norm = g.empty(OP, &[rows], DType::F32)?;
     if rows > 0 {
-        g.dispatch(WGSL, "l2norm_fwd", &p, &[x.gpu(OP)?], &[y.gpu(OP)?, norm.gpu(OP)?], groups)?;
+        g.dispatch(
+            WGSL,
+            "l2norm_fwd",
+            &p,
+            &[x.gpu(OP)?],
+            &[y.gpu(OP)?, norm.gpu(OP)?],
+            groups,
+        )?;
     }
     Ok((y, norm))
 }
@@ -194,13 +256,27 @@ pub fn l2norm_bwd(g: &GpuBackend, dy: &Tensor, y: &Tensor, norm: &Tensor) -> Res
     let (rows, cols) = rows_of_last_dim(OP, y)?;
     same_shape(OP, dy, y, "dy", "y")?;
     if norm.numel() != rows {
-        return Err(Error::shape(OP, format!("norm {:?} must have {rows} elements (rows of y {:?})", norm.shape(), y.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "norm {:?} must have {rows} elements (rows of y {:?})",
+                norm.shape(),
+                y.shape()
+            ),
+        ));
     }
     let (p, groups) = row_params(OP, rows, cols)?;
     let (dy, y, norm) = (as_f32(g, dy)?, as_f32(g, y)?, as_f32(g, norm)?);
     let dx = g.empty(OP, y.shape(), DType::F32)?;
     if rows > 0 {
-        g.dispatch(WGSL, "l2norm_bwd", &p, &[dy.gpu(OP)?, y.gpu(OP)?, norm.gpu(OP)?], &[dx.gpu(OP)?], groups)?;
+        g.dispatch(
+            WGSL,
+            "l2norm_bwd",
+            &p,
+            &[dy.gpu(OP)?, y.gpu(OP)?, norm.gpu(OP)?],
+            &[dx.gpu(OP)?],
+            groups,
+        )?;
     }
     Ok(dx)
 }

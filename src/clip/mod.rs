@@ -1,0 +1,10 @@
+//! CLIP on the engine: config, checkpoint loading (HF and open_clip layouts), the
+//! tokenizer, image preprocessing and the two towers.
+pub mod config;
+pub mod model;
+pub mod preprocess;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{ClipConfig, Layout};
+pub use model::{Clip, TextInput, WeightStorage};

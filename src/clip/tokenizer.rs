@@ -1,0 +1,292 @@
+//! The CLIP byte-level BPE tokenizer, on Hugging Face's `tokenizers` crate.
+//!
+//! The shipped `assets/tokenizer.json` is built by `tools/build_tokenizer.py` from OpenAI's
+//! `bpe_simple_vocab_16e6.txt.gz` (MIT licence) with transformers' `CLIPTokenizer` settings:
+//! NFC + whitespace collapse + lowercase, the CLIP split regex, byte-level symbols, BPE with a
+//! `</w>` end-of-word suffix, `<|startoftext|>` (49406) .. `<|endoftext|>` (49407) around every
+//! text. Its ids match transformers' `CLIPTokenizer` exactly (tests/tokenizer.rs checks them
+//! against goldens from `tools/make_tokenizer_goldens.py`). open_clip's tokenizer differs only
+//! where its ftfy/html cleaning rewrites the text first (mojibake, `&amp;`, curly quotes,
+//! full-width letters, ligatures, control characters).
+use std::path::Path;
+use std::sync::OnceLock;
+
+use tokenizers::normalizer::NormalizedString;
+use tokenizers::{AddedToken, Normalizer, Tokenizer};
+
+use crate::error::{Error, Result};
+
+const EMBEDDED_JSON: &[u8] = include_bytes!("../../assets/tokenizer.json");
+const EMBEDDED_NAME: &str = "embedded tokenizer.json";
+const BOS_TOKEN: &str = "<|startoftext|>";
+const EOS_TOKEN: &str = "<|endoftext|>";
+
+/// Token ids of a batch of texts laid out as a `[n, context_len]` row-major matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBatch {
+    /// `n * context_len` ids: BOS, text tokens, EOS, then the pad id.
+    pub ids: Vec<u32>,
+    /// Per text, the position of its first EOS token (where the text tower reads its output;
+    /// `lengths[i] - 1` unless the text itself spells out `<|endoftext|>`).
+    pub eot: Vec<usize>,
+    /// Per text, the number of real tokens in its row (BOS..EOS after truncation, before padding).
+    pub lengths: Vec<usize>,
+    /// Indices of the texts that were longer than `context_len` and were cut (EOS kept last).
+    pub truncated: Vec<usize>,
+}
+
+impl TokenBatch {
+    /// Number of texts.
+    pub fn len(&self) -> usize {
+        self.lengths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+
+    /// Row length (0 for an empty batch).
+    pub fn context_len(&self) -> usize {
+        if self.lengths.is_empty() {
+            0
+        } else {
+            self.ids.len() / self.lengths.len()
+        }
+    }
+
+    /// The ids of text `i` (a full row, padding included).
+    pub fn row(&self, i: usize) -> &[u32] {
+        let c = self.context_len();
+        &self.ids[i * c..(i + 1) * c]
+    }
+}
+
+/// The CLIP tokenizer: BPE ids with BOS/EOS, no padding or truncation unless asked.
+#[derive(Clone)]
+pub struct ClipTokenizer {
+    inner: Tokenizer,
+    bos: u32,
+    eos: u32,
+}
+
+impl std::fmt::Debug for ClipTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .finish()
+    }
+}
+
+impl ClipTokenizer {
+    /// The tokenizer shipped in the binary (OpenAI CLIP vocabulary, 49,408 tokens).
+    pub fn embedded() -> Result<ClipTokenizer> {
+        // Parsing 1.7 MB of JSON takes a while: do it once per process, then clone.
+        static CACHE: OnceLock<std::result::Result<ClipTokenizer, Error>> = OnceLock::new();
+        CACHE
+            .get_or_init(|| Self::from_bytes(EMBEDDED_JSON, EMBEDDED_NAME))
+            .clone()
+    }
+
+    /// Load a `tokenizer.json` (HF `tokenizers` format) from disk; errors name the file.
+    pub fn from_file(path: &Path) -> Result<ClipTokenizer> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// The model directory's own `tokenizer.json` when it has one, else the embedded tokenizer.
+    pub fn for_model_dir(dir: &Path) -> Result<ClipTokenizer> {
+        let path = dir.join("tokenizer.json");
+        if path.is_file() {
+            Self::from_file(&path)
+        } else {
+            Self::embedded()
+        }
+    }
+
+    fn from_bytes(bytes: &[u8], name: &str) -> Result<ClipTokenizer> {
+        let mut inner = Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::io(name, format!("not a valid tokenizer.json: {e}")))?;
+        // Hub tokenizer.json files sometimes carry padding/truncation settings; encode() must
+        // give the bare BOS..EOS ids, and encode_batch() does its own layout.
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::io(name, format!("cannot disable truncation: {e}")))?;
+        inner.with_padding(None);
+        let id = |tok: &str| {
+            inner.token_to_id(tok).ok_or_else(|| {
+                Error::io(name, format!("not a CLIP tokenizer: no {tok} token in the vocabulary"))
+            })
+        };
+        let bos = id(BOS_TOKEN)?;
+        let eos = id(EOS_TOKEN)?;
+        let tok = ClipTokenizer { inner, bos, eos };
+        // The post-processor must wrap texts in BOS..EOS (the text tower reads the EOS output).
+        let probe = tok.encode("a")?;
+        if probe.len() < 3 || probe[0] != bos || probe[probe.len() - 1] != eos {
+            return Err(Error::io(
+                name,
+                format!("not a CLIP tokenizer: \"a\" encodes to {probe:?}, expected {bos}, .., {eos}"),
+            ));
+        }
+        Ok(tok)
+    }
+
+    /// Ids of one text: BOS, BPE tokens, EOS; no padding, no truncation.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|e| Error::invalid(format!("tokenizer: cannot encode {:?}: {e}", short(text))))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encode many texts (in parallel) into a `[n, context_len]` matrix.
+    ///
+    /// A text longer than `context_len` tokens keeps its first `context_len - 1` tokens followed
+    /// by EOS (as open_clip does) and is listed in `truncated`. Rows are padded with `pad_id`
+    /// (HF pads with 49407 = EOS, open_clip with 0: the caller decides).
+    pub fn encode_batch(&self, texts: &[String], context_len: usize, pad_id: u32) -> Result<TokenBatch> {
+        if context_len < 2 {
+            return Err(Error::invalid(format!(
+                "tokenizer: context length {context_len} cannot hold BOS and EOS (need at least 2)"
+            )));
+        }
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encodings = self
+            .inner
+            .encode_batch_fast(inputs, true)
+            .map_err(|e| Error::invalid(format!("tokenizer: cannot encode batch: {e}")))?;
+        let n = encodings.len();
+        let mut batch = TokenBatch {
+            ids: vec![pad_id; n * context_len],
+            eot: Vec::with_capacity(n),
+            lengths: Vec::with_capacity(n),
+            truncated: Vec::new(),
+        };
+        for (i, enc) in encodings.iter().enumerate() {
+            let ids = enc.get_ids();
+            let row = &mut batch.ids[i * context_len..(i + 1) * context_len];
+            let len = if ids.len() > context_len {
+                row[..context_len - 1].copy_from_slice(&ids[..context_len - 1]);
+                row[context_len - 1] = self.eos;
+                batch.truncated.push(i);
+                context_len
+            } else {
+                row[..ids.len()].copy_from_slice(ids);
+                ids.len()
+            };
+            let eot = row[..len].iter().position(|&t| t == self.eos).unwrap_or(len.saturating_sub(1));
+            batch.eot.push(eot);
+            batch.lengths.push(len);
+        }
+        Ok(batch)
+    }
+
+    /// Id of `<|startoftext|>` (49406 for the OpenAI vocabulary).
+    pub fn bos_id(&self) -> u32 {
+        self.bos
+    }
+
+    /// Id of `<|endoftext|>` (49407 for the OpenAI vocabulary).
+    pub fn eos_id(&self) -> u32 {
+        self.eos
+    }
+
+    /// Number of ids, added words included (49,408 for the OpenAI vocabulary).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The token string of an id (`</w>` marks a word end; bytes are GPT-2 byte symbols).
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The id of a token string (`"dog</w>"`, `"<|endoftext|>"`, an added word).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Add whole-word tokens (e.g. `"<sks>"` for textual inversion) and return their ids,
+    /// `vocab_size()` onward. Words go through the tokenizer's normaliser (so they are stored
+    /// lower-cased and match case-insensitively) and are only matched as whole words in text,
+    /// never inside a longer word. A word added earlier by `add_words` returns its existing id;
+    /// a word that is already a token of the base vocabulary, empty, or contains whitespace is
+    /// an error.
+    pub fn add_words(&mut self, words: &[&str]) -> Result<Vec<u32>> {
+        let base = self.inner.get_vocab_size(false) as u32;
+        let mut normed = Vec::with_capacity(words.len());
+        for &w in words {
+            let n = self.normalize(w)?;
+            if n.is_empty() || n.chars().any(char::is_whitespace) || w.chars().any(char::is_whitespace) {
+                return Err(Error::invalid(format!(
+                    "tokenizer: cannot add {w:?}: a word must be non-empty and contain no whitespace"
+                )));
+            }
+            if let Some(id) = self.inner.token_to_id(&n) {
+                let added_before = id >= base && self.inner.get_added_vocabulary().is_special_token(&n).not();
+                if !added_before {
+                    return Err(Error::invalid(format!(
+                        "tokenizer: cannot add {w:?}: {n:?} is already token {id} of the vocabulary"
+                    )));
+                }
+            }
+            normed.push(n);
+        }
+        let tokens: Vec<AddedToken> = normed
+            .iter()
+            .map(|n| AddedToken::from(n.clone(), false).single_word(true).normalized(true))
+            .collect();
+        self.inner.add_tokens(&tokens);
+        normed
+            .iter()
+            .map(|n| {
+                self.inner.token_to_id(n).ok_or_else(|| {
+                    Error::invalid(format!("tokenizer: adding {n:?} did not give it an id"))
+                })
+            })
+            .collect()
+    }
+
+    /// Write the tokenizer (added words included) as a `tokenizer.json` that HF loads too.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = self
+            .inner
+            .to_string(false)
+            .map_err(|e| Error::io(path.display(), format!("cannot serialise tokenizer: {e}")))?;
+        std::fs::write(path, json).map_err(|e| Error::io(path.display(), e))
+    }
+
+    /// The underlying `tokenizers::Tokenizer` (decode, offsets, ...).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    fn normalize(&self, word: &str) -> Result<String> {
+        let mut s = NormalizedString::from(word);
+        if let Some(n) = self.inner.get_normalizer() {
+            n.normalize(&mut s)
+                .map_err(|e| Error::invalid(format!("tokenizer: cannot normalise {word:?}: {e}")))?;
+        }
+        Ok(s.get().to_string())
+    }
+}
+
+trait Not {
+    fn not(self) -> bool;
+}
+impl Not for bool {
+    fn not(self) -> bool {
+        !self
+    }
+}
+
+fn short(text: &str) -> String {
+    let mut s: String = text.chars().take(60).collect();
+    if s.len() < text.len() {
+        s.push_str("...");
+    }
+    s
+}
