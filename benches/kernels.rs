@@ -37,7 +37,9 @@ fn is_software(d: &Device) -> bool {
 
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul");
-    g.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
     // (name, batch, m, n, k, trans_b): ViT-B/32 qkv/out at batch 32 (1600 tokens),
     // MLP fc1 of the text tower (32 x 77 tokens), and a batched per-sample GEMM.
     let shapes = [
@@ -51,7 +53,15 @@ fn matmul(c: &mut Criterion) {
             if is_software(&dev) && sname != "linear_1600x768x768" {
                 continue;
             }
-            let spec = MatmulSpec { batch, m, n, k, trans_a: false, trans_b: tb, b_shared: false };
+            let spec = MatmulSpec {
+                batch,
+                m,
+                n,
+                k,
+                trans_a: false,
+                trans_b: tb,
+                b_shared: false,
+            };
             let a = Tensor::randn(&[batch * m * k], 1.0, 1, &dev).unwrap();
             let b = Tensor::randn(&[batch * n * k], 1.0, 2, &dev).unwrap();
             g.throughput(Throughput::Elements(spec.flops() as u64));
@@ -69,7 +79,9 @@ fn matmul(c: &mut Criterion) {
 
 fn attention(c: &mut Criterion) {
     let mut g = c.benchmark_group("attention");
-    g.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
     for (name, dev) in devices() {
         for (seq, causal) in [(50usize, false), (77, true)] {
             let (b, h, dh) = if is_software(&dev) { (4, 12, 64) } else { (32, 12, 64) };
@@ -79,13 +91,19 @@ fn attention(c: &mut Criterion) {
             let v = Tensor::randn(&shape, 1.0, 3, &dev).unwrap();
             // QK^T and PV: 4 * b * h * seq^2 * dh (causal does about half).
             g.throughput(Throughput::Elements((4 * b * h * seq * seq * dh) as u64));
-            g.bench_function(BenchmarkId::new(name, format!("fwd_b{b}_h{h}_t{seq}{}", if causal { "_causal" } else { "" })), |bench| {
-                bench.iter(|| {
-                    let y = Tensor::attention(&q, &k, &v, h, causal).unwrap();
-                    sync(&dev);
-                    black_box(y);
-                })
-            });
+            g.bench_function(
+                BenchmarkId::new(
+                    name,
+                    format!("fwd_b{b}_h{h}_t{seq}{}", if causal { "_causal" } else { "" }),
+                ),
+                |bench| {
+                    bench.iter(|| {
+                        let y = Tensor::attention(&q, &k, &v, h, causal).unwrap();
+                        sync(&dev);
+                        black_box(y);
+                    })
+                },
+            );
         }
     }
     g.finish();
@@ -93,7 +111,9 @@ fn attention(c: &mut Criterion) {
 
 fn layernorm(c: &mut Criterion) {
     let mut g = c.benchmark_group("layernorm");
-    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     for (name, dev) in devices() {
         let (rows, cols) = (1600, 768);
         let x = Tensor::randn(&[rows, cols], 1.0, 1, &dev).unwrap();
@@ -114,7 +134,9 @@ fn layernorm(c: &mut Criterion) {
 
 fn contrastive(c: &mut Criterion) {
     let mut g = c.benchmark_group("contrastive_loss");
-    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     for (name, dev) in devices() {
         let (b, d) = (256, 512);
         let img = Tensor::randn(&[b, d], 1.0, 1, &dev).unwrap().l2norm().unwrap().0;
@@ -134,7 +156,10 @@ fn contrastive(c: &mut Criterion) {
         g.throughput(Throughput::Elements((4 * 2 * b * b * d) as u64));
         g.bench_function(BenchmarkId::new(name, "bwd_b256_d512"), |bench| {
             bench.iter(|| {
-                let y = dev.backend().contrastive_loss_bwd(&img, &txt, &ls, &li, &lt, &one).unwrap();
+                let y = dev
+                    .backend()
+                    .contrastive_loss_bwd(&img, &txt, &ls, &li, &lt, &one)
+                    .unwrap();
                 sync(&dev);
                 black_box(y);
             })
@@ -146,7 +171,9 @@ fn contrastive(c: &mut Criterion) {
 /// The machine's own ceilings, measured the same way.
 fn ceiling(c: &mut Criterion) {
     let mut g = c.benchmark_group("ceiling");
-    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     // Memory bandwidth: copy 256 MiB (read + write).
     let n = 64 << 20;
     let src = vec![1.0f32; n];

@@ -48,7 +48,10 @@ impl Error {
         Self::new(ErrorKind::Io, format!("{path}: {err}"))
     }
     pub fn unsupported(op: &str, backend: &str) -> Self {
-        Self::new(ErrorKind::Unsupported, format!("{op}: not implemented on the {backend} backend"))
+        Self::new(
+            ErrorKind::Unsupported,
+            format!("{op}: not implemented on the {backend} backend"),
+        )
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, msg)

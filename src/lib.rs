@@ -12,6 +12,7 @@ pub mod nn;
 pub mod selfcheck;
 pub mod tensor;
 pub mod train;
+pub mod util;
 
 pub use backend::{Device, DeviceChoice};
 pub use error::{Error, ErrorKind, Result};

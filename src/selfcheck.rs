@@ -20,7 +20,13 @@ pub struct KernelCheck {
 fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     let (a, b) = (a.to_vec()?, b.to_vec()?);
     let scale = a.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-    let diff = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| if x.is_finite() && y.is_finite() { m.max((x - y).abs()) } else { f32::INFINITY });
+    let diff = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| {
+        if x.is_finite() && y.is_finite() {
+            m.max((x - y).abs())
+        } else {
+            f32::INFINITY
+        }
+    });
     Ok(diff / scale)
 }
 
@@ -35,19 +41,35 @@ pub fn check_kernels(dev: &Device) -> Result<Vec<KernelCheck>> {
         Ok((c.clone(), c.to_device(dev)?))
     };
     let mut push = |kernel, a: &Tensor, b: &Tensor, tol| -> Result<()> {
-        out.push(KernelCheck { kernel, rel_err: rel_err(a, b)?, tol });
+        out.push(KernelCheck {
+            kernel,
+            rel_err: rel_err(a, b)?,
+            tol,
+        });
         Ok(())
     };
     // Matmul with bias + quick_gelu epilogue, Linear layout, odd sizes.
     let (a, ga) = both(&[37, 70])?;
     let (w, gw) = both(&[45, 70])?;
     let (b, gb) = both(&[45])?;
-    let spec = MatmulSpec { batch: 1, m: 37, n: 45, k: 70, trans_a: false, trans_b: true, b_shared: false };
+    let spec = MatmulSpec {
+        batch: 1,
+        m: 37,
+        n: 45,
+        k: 70,
+        trans_a: false,
+        trans_b: true,
+        b_shared: false,
+    };
     let y = a.matmul_spec(&w, Some(&b), Act::QuickGelu, &spec, false)?.0;
     let gy = ga.matmul_spec(&gw, Some(&gb), Act::QuickGelu, &spec, false)?.0;
     push("matmul+bias+quick_gelu", &y, &gy, 1e-4)?;
-    let gy16 = ga.matmul_spec(&gw.cast(crate::DType::F16)?, Some(&gb), Act::Gelu, &spec, false)?.0;
-    let y16 = a.matmul_spec(&w.cast(crate::DType::F16)?, Some(&b), Act::Gelu, &spec, false)?.0;
+    let gy16 = ga
+        .matmul_spec(&gw.cast(crate::DType::F16)?, Some(&gb), Act::Gelu, &spec, false)?
+        .0;
+    let y16 = a
+        .matmul_spec(&w.cast(crate::DType::F16)?, Some(&b), Act::Gelu, &spec, false)?
+        .0;
     push("matmul f16 weight+gelu", &y16, &gy16, 1e-4)?;
     // Layer norm forward and backward.
     let (x, gx) = both(&[33, 77])?;
@@ -85,7 +107,9 @@ pub fn check_kernels(dev: &Device) -> Result<Vec<KernelCheck>> {
     push("contrastive loss", &l, &gl, 1e-4)?;
     let one = Tensor::scalar(1.0, &cpu)?;
     let (di, _, _) = cpu.backend().contrastive_loss_bwd(&i, &t, &s, &li, &lt, &one)?;
-    let (gdi, _, _) = dev.backend().contrastive_loss_bwd(&gi, &gt, &gs, &gli, &glt, &one.to_device(dev)?)?;
+    let (gdi, _, _) = dev
+        .backend()
+        .contrastive_loss_bwd(&gi, &gt, &gs, &gli, &glt, &one.to_device(dev)?)?;
     push("contrastive loss backward", &di, &gdi, 1e-4)?;
     // Embedding gather + scatter-add, patch embedding.
     let mut rng = Rng::new(5);
@@ -93,9 +117,19 @@ pub fn check_kernels(dev: &Device) -> Result<Vec<KernelCheck>> {
     let (table, gtable) = both(&[40, 16])?;
     let idc = Tensor::from_u32(ids.clone(), &[50], &cpu)?;
     let idg = Tensor::from_u32(ids, &[50], dev)?;
-    push("embedding gather", &table.gather_rows(&idc)?, &gtable.gather_rows(&idg)?, 0.0)?;
+    push(
+        "embedding gather",
+        &table.gather_rows(&idc)?,
+        &gtable.gather_rows(&idg)?,
+        0.0,
+    )?;
     let (dyr, gdyr) = both(&[50, 16])?;
-    push("embedding scatter-add", &cpu.backend().scatter_add_rows(&dyr, &idc, 40)?, &dev.backend().scatter_add_rows(&gdyr, &idg, 40)?, 1e-6)?;
+    push(
+        "embedding scatter-add",
+        &cpu.backend().scatter_add_rows(&dyr, &idc, 40)?,
+        &dev.backend().scatter_add_rows(&gdyr, &idg, 40)?,
+        1e-6,
+    )?;
     let (img, gimg) = both(&[2, 3, 12, 12])?;
     push("patchify", &img.patchify(4)?.0, &gimg.patchify(4)?.0, 0.0)?;
     // One AdamW step.
@@ -103,8 +137,20 @@ pub fn check_kernels(dev: &Device) -> Result<Vec<KernelCheck>> {
     let (gr, ggr) = both(&[1000])?;
     let z = Tensor::zeros(&[1000], &cpu)?;
     let gz = Tensor::zeros(&[1000], dev)?;
-    let spec = AdamWSpec { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: 1 };
-    push("adamw", &p.adamw(&gr, &z, &z, &spec, None)?.0, &gp.adamw(&ggr, &gz, &gz, &spec, None)?.0, 1e-6)?;
+    let spec = AdamWSpec {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        step: 1,
+    };
+    push(
+        "adamw",
+        &p.adamw(&gr, &z, &z, &spec, None)?.0,
+        &gp.adamw(&ggr, &gz, &gz, &spec, None)?.0,
+        1e-6,
+    )?;
     Ok(out)
 }
 
@@ -122,7 +168,20 @@ pub struct ToyTwoTower {
 impl ToyTwoTower {
     pub fn new(width: usize, dev: &Device) -> Result<ToyTwoTower> {
         let tower = |seed: u64, causal: bool| -> Result<Vec<Block>> {
-            (0..2).map(|i| Block::random(&format!("l{i}"), width, 2, 4, Act::QuickGelu, causal, seed + 100 * i, dev)).collect()
+            (0..2)
+                .map(|i| {
+                    Block::random(
+                        &format!("l{i}"),
+                        width,
+                        2,
+                        4,
+                        Act::QuickGelu,
+                        causal,
+                        seed + 100 * i,
+                        dev,
+                    )
+                })
+                .collect()
         };
         let mut m = ToyTwoTower {
             img: tower(1, false)?,
@@ -165,7 +224,12 @@ impl Module for ToyTwoTower {
         v
     }
     fn params_mut(&mut self) -> Vec<&mut Param> {
-        let mut v: Vec<&mut Param> = self.img.iter_mut().chain(self.txt.iter_mut()).flat_map(|b| b.params_mut()).collect();
+        let mut v: Vec<&mut Param> = self
+            .img
+            .iter_mut()
+            .chain(self.txt.iter_mut())
+            .flat_map(|b| b.params_mut())
+            .collect();
         v.extend(self.img_proj.params_mut());
         v.extend(self.txt_proj.params_mut());
         v.push(&mut self.log_scale);
@@ -175,7 +239,13 @@ impl Module for ToyTwoTower {
 
 /// Train the toy model for `steps` AdamW steps on a fixed random batch; returns the
 /// loss before each step. `progress` is called after each step.
-pub fn train_toy(dev: &Device, width: usize, batch: usize, steps: usize, mut progress: impl FnMut(usize, f32)) -> Result<Vec<f32>> {
+pub fn train_toy(
+    dev: &Device,
+    width: usize,
+    batch: usize,
+    steps: usize,
+    mut progress: impl FnMut(usize, f32),
+) -> Result<Vec<f32>> {
     let mut model = ToyTwoTower::new(width, dev)?;
     let x_img = Tensor::randn(&[batch, 8, width], 1.0, 11, dev)?;
     let x_txt = Tensor::randn(&[batch, 6, width], 1.0, 12, dev)?;
@@ -204,13 +274,23 @@ pub fn run(dev: &Device) -> Result<()> {
         let mut bad = vec![];
         for c in check_kernels(dev)? {
             let ok = c.rel_err <= c.tol;
-            println!("  {:<28} rel err vs cpu {:.1e} (tol {:.0e}) {}", c.kernel, c.rel_err, c.tol, if ok { "ok" } else { "FAIL" });
+            println!(
+                "  {:<28} rel err vs cpu {:.1e} (tol {:.0e}) {}",
+                c.kernel,
+                c.rel_err,
+                c.tol,
+                if ok { "ok" } else { "FAIL" }
+            );
             if !ok {
                 bad.push(c.kernel);
             }
         }
         if !bad.is_empty() {
-            return Err(Error::device(format!("kernels out of tolerance on {}: {}", dev.name(), bad.join(", "))));
+            return Err(Error::device(format!(
+                "kernels out of tolerance on {}: {}",
+                dev.name(),
+                bad.join(", ")
+            )));
         }
     } else {
         println!("  (CPU device: the CPU backend is the oracle; run with --device gpu to compare a GPU against it)");
@@ -222,12 +302,18 @@ pub fn run(dev: &Device) -> Result<()> {
         if s % 5 == 0 || s + 1 == steps {
             let el = t0.elapsed().as_secs_f32();
             let eta = el / (s + 1) as f32 * (steps - s - 1) as f32;
-            println!("  step {:>3}/{steps}  loss {l:.4}  {:.1} steps/s  ETA {eta:.1}s", s + 1, (s + 1) as f32 / el);
+            println!(
+                "  step {:>3}/{steps}  loss {l:.4}  {:.1} steps/s  ETA {eta:.1}s",
+                s + 1,
+                (s + 1) as f32 / el
+            );
         }
     })?;
     let (first, last) = (losses[0], *losses.last().unwrap());
     if last >= first * 0.5 {
-        return Err(Error::invalid(format!("toy training did not learn: loss {first:.4} -> {last:.4}")));
+        return Err(Error::invalid(format!(
+            "toy training did not learn: loss {first:.4} -> {last:.4}"
+        )));
     }
     println!("ok: loss {first:.4} -> {last:.4} in {:.1}s", t0.elapsed().as_secs_f32());
     Ok(())

@@ -25,7 +25,12 @@ fn grad_check(name: &str, shapes: &[&[usize]], f: &Build) {
     let params: Vec<Param> = shapes
         .iter()
         .enumerate()
-        .map(|(i, s)| Param::trainable(format!("x{i}"), Tensor::from_vec(randn(s, 100 + i as u64), s, &Device::Cpu).unwrap()))
+        .map(|(i, s)| {
+            Param::trainable(
+                format!("x{i}"),
+                Tensor::from_vec(randn(s, 100 + i as u64), s, &Device::Cpu).unwrap(),
+            )
+        })
         .collect();
     let tape = Tape::new();
     let xs: Vec<Var> = params.iter().map(|p| tape.param(p)).collect();
@@ -33,10 +38,18 @@ fn grad_check(name: &str, shapes: &[&[usize]], f: &Build) {
     let grads = tape.backward(&loss).unwrap();
     let eps = 1e-2f32;
     for (pi, p) in params.iter().enumerate() {
-        let g = grads.get(p.id).unwrap_or_else(|| panic!("{name}: no gradient for input {pi}")).to_vec().unwrap();
+        let g = grads
+            .get(p.id)
+            .unwrap_or_else(|| panic!("{name}: no gradient for input {pi}"))
+            .to_vec()
+            .unwrap();
         let base = p.value.to_vec().unwrap();
         let n = base.len();
-        let idx: Vec<usize> = if n <= 24 { (0..n).collect() } else { (0..24).map(|i| (i * 7919) % n).collect() };
+        let idx: Vec<usize> = if n <= 24 {
+            (0..n).collect()
+        } else {
+            (0..24).map(|i| (i * 7919) % n).collect()
+        };
         let mut max_err = 0f32;
         let scale = g.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
         for &i in &idx {
@@ -61,14 +74,21 @@ fn grad_check(name: &str, shapes: &[&[usize]], f: &Build) {
             max_err = max_err.max((num - g[i]).abs() / scale);
         }
         eprintln!("{name}: input {pi} max rel err {max_err:.2e}");
-        assert!(max_err < 2e-2, "{name}: input {pi}: analytic vs numeric gradient rel err {max_err}");
+        assert!(
+            max_err < 2e-2,
+            "{name}: input {pi}: analytic vs numeric gradient rel err {max_err}"
+        );
     }
 }
 
 #[test]
 fn linear_with_each_activation() {
     for act in [Act::None, Act::QuickGelu, Act::Gelu] {
-        grad_check(&format!("linear {act:?}"), &[&[2, 3, 4], &[5, 4], &[5]], &move |_, x| x[0].linear(&x[1], Some(&x[2]), act));
+        grad_check(
+            &format!("linear {act:?}"),
+            &[&[2, 3, 4], &[5, 4], &[5]],
+            &move |_, x| x[0].linear(&x[1], Some(&x[2]), act),
+        );
     }
 }
 
@@ -79,15 +99,37 @@ fn matmul_transposes_batches_and_shared_b() {
             let (m, n, k) = (3, 4, 5);
             let a_shape = if ta { [batch, k, m] } else { [batch, m, k] };
             let b_shape = if tb { [batch, n, k] } else { [batch, k, n] };
-            let spec = MatmulSpec { batch, m, n, k, trans_a: ta, trans_b: tb, b_shared: false };
-            grad_check(&format!("matmul ta={ta} tb={tb} batch={batch}"), &[&a_shape, &b_shape, &[n]], &move |_, x| {
-                x[0].matmul_spec(&x[1], Some(&x[2]), Act::QuickGelu, spec)
-            });
+            let spec = MatmulSpec {
+                batch,
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+                b_shared: false,
+            };
+            grad_check(
+                &format!("matmul ta={ta} tb={tb} batch={batch}"),
+                &[&a_shape, &b_shape, &[n]],
+                &move |_, x| x[0].matmul_spec(&x[1], Some(&x[2]), Act::QuickGelu, spec),
+            );
         }
         if !ta {
-            let spec = MatmulSpec { batch: 2, m: 3, n: 4, k: 5, trans_a: false, trans_b: tb, b_shared: true };
+            let spec = MatmulSpec {
+                batch: 2,
+                m: 3,
+                n: 4,
+                k: 5,
+                trans_a: false,
+                trans_b: tb,
+                b_shared: true,
+            };
             let b_shape: &[usize] = if tb { &[4, 5] } else { &[5, 4] };
-            grad_check(&format!("matmul shared B tb={tb}"), &[&[2, 3, 5], b_shape], &move |_, x| x[0].matmul_spec(&x[1], None, Act::None, spec));
+            grad_check(
+                &format!("matmul shared B tb={tb}"),
+                &[&[2, 3, 5], b_shape],
+                &move |_, x| x[0].matmul_spec(&x[1], None, Act::None, spec),
+            );
         }
     }
 }
@@ -100,12 +142,16 @@ fn broadcast_binary_affine_act_reshape() {
     grad_check("mul same input twice", &[&[5]], &|_, x| x[0].mul(&x[0]));
     grad_check("affine", &[&[7]], &|_, x| x[0].affine(-1.5, 0.25));
     grad_check("gelu", &[&[9]], &|_, x| x[0].act(Act::Gelu));
-    grad_check("reshape", &[&[2, 6]], &|_, x| x[0].reshape(&[3, 4])?.mul(&x[0].reshape(&[3, 4])?));
+    grad_check("reshape", &[&[2, 6]], &|_, x| {
+        x[0].reshape(&[3, 4])?.mul(&x[0].reshape(&[3, 4])?)
+    });
 }
 
 #[test]
 fn norms_and_softmax() {
-    grad_check("layernorm", &[&[3, 6], &[6], &[6]], &|_, x| x[0].layernorm(&x[1], &x[2], 1e-5));
+    grad_check("layernorm", &[&[3, 6], &[6], &[6]], &|_, x| {
+        x[0].layernorm(&x[1], &x[2], 1e-5)
+    });
     grad_check("softmax", &[&[3, 5]], &|_, x| x[0].softmax());
     grad_check("l2norm", &[&[4, 3]], &|_, x| x[0].l2norm());
 }
@@ -113,9 +159,11 @@ fn norms_and_softmax() {
 #[test]
 fn attention_causal_and_full() {
     for causal in [false, true] {
-        grad_check(&format!("attention causal={causal}"), &[&[2, 4, 6], &[2, 4, 6], &[2, 4, 6]], &move |_, x| {
-            Var::attention(&x[0], &x[1], &x[2], 2, causal)
-        });
+        grad_check(
+            &format!("attention causal={causal}"),
+            &[&[2, 4, 6], &[2, 4, 6], &[2, 4, 6]],
+            &move |_, x| Var::attention(&x[0], &x[1], &x[2], 2, causal),
+        );
     }
 }
 
@@ -154,7 +202,13 @@ fn transformer_block_and_recompute_match() {
         let w = tape.constant(Tensor::randn(&[2, 5, 8], 1.0, 5, d).unwrap());
         let loss = y.mul(&w).unwrap().sum_all().unwrap();
         let g = tape.backward(&loss).unwrap();
-        (loss.value.item().unwrap(), b.params().iter().map(|p| g.get(p.id).unwrap().to_vec().unwrap()).collect::<Vec<_>>())
+        (
+            loss.value.item().unwrap(),
+            b.params()
+                .iter()
+                .map(|p| g.get(p.id).unwrap().to_vec().unwrap())
+                .collect::<Vec<_>>(),
+        )
     };
     let (l1, g1) = grads_of(&block);
     let mut rb = block.clone();
@@ -175,14 +229,18 @@ fn frozen_params_get_no_gradient_and_record_nothing() {
     let d = &Device::Cpu;
     let block = Block::random("b", 8, 2, 4, Act::QuickGelu, false, 7, d).unwrap();
     let tape = Tape::new();
-    let y = block.forward(&tape, &tape.constant(Tensor::randn(&[1, 3, 8], 1.0, 1, d).unwrap())).unwrap();
+    let y = block
+        .forward(&tape, &tape.constant(Tensor::randn(&[1, 3, 8], 1.0, 1, d).unwrap()))
+        .unwrap();
     assert_eq!(tape.len(), 0, "an all-frozen forward must record nothing");
     assert!(!y.requires_grad());
     // One trainable weight deep inside: only it gets a gradient.
     let mut b2 = block.clone();
     b2.mlp.fc2.weight.trainable = true;
     let tape = Tape::new();
-    let y = b2.forward(&tape, &tape.constant(Tensor::randn(&[1, 3, 8], 1.0, 1, d).unwrap())).unwrap();
+    let y = b2
+        .forward(&tape, &tape.constant(Tensor::randn(&[1, 3, 8], 1.0, 1, d).unwrap()))
+        .unwrap();
     let loss = y.sum_all().unwrap();
     // Only the leaf, fc2's matmul, its reshape, the residual add and the sum are recorded.
     assert!(tape.len() <= 5, "recorded {} nodes", tape.len());

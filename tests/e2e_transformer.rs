@@ -13,8 +13,18 @@ fn two_tower_training_reduces_loss_and_backends_agree() {
     let gpu = train_toy(&common::gpu(), 16, 8, steps, |_, _| {}).unwrap();
     eprintln!("cpu losses: {cpu:?}");
     eprintln!("gpu losses: {gpu:?}");
-    assert!(cpu[steps - 1] < 0.5 * cpu[0], "cpu loss did not fall: {} -> {}", cpu[0], cpu[steps - 1]);
-    assert!(gpu[steps - 1] < 0.5 * gpu[0], "gpu loss did not fall: {} -> {}", gpu[0], gpu[steps - 1]);
+    assert!(
+        cpu[steps - 1] < 0.5 * cpu[0],
+        "cpu loss did not fall: {} -> {}",
+        cpu[0],
+        cpu[steps - 1]
+    );
+    assert!(
+        gpu[steps - 1] < 0.5 * gpu[0],
+        "gpu loss did not fall: {} -> {}",
+        gpu[0],
+        gpu[steps - 1]
+    );
     for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
         // Same f32 math summed in different orders; differences compound slowly.
         let tol = 1e-4 * (1.0 + i as f32) * c.abs().max(1.0);

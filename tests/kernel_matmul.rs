@@ -14,28 +14,55 @@ use cliptune::{DType, Tensor};
 use common::*;
 
 const ACTS: [Act; 3] = [Act::None, Act::QuickGelu, Act::Gelu];
-const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 64, 64), (65, 130, 77), (50, 96, 96)];
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (17, 33, 9),
+    (64, 64, 64),
+    (65, 130, 77),
+    (50, 96, 96),
+];
 
 fn tol(k: usize) -> f32 {
     1e-5 * (k.max(1) as f32).sqrt()
 }
 
 fn spec(batch: usize, (m, n, k): (usize, usize, usize), trans_a: bool, trans_b: bool, b_shared: bool) -> MatmulSpec {
-    MatmulSpec { batch, m, n, k, trans_a, trans_b, b_shared }
+    MatmulSpec {
+        batch,
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        b_shared,
+    }
 }
 
 fn a_shape(s: &MatmulSpec) -> Vec<usize> {
     let mat = if s.trans_a { [s.k, s.m] } else { [s.m, s.k] };
-    if s.batch == 1 { mat.to_vec() } else { vec![s.batch, mat[0], mat[1]] }
+    if s.batch == 1 {
+        mat.to_vec()
+    } else {
+        vec![s.batch, mat[0], mat[1]]
+    }
 }
 
 fn b_shape(s: &MatmulSpec) -> Vec<usize> {
     let mat = if s.trans_b { [s.n, s.k] } else { [s.k, s.n] };
-    if s.batch == 1 || s.b_shared { mat.to_vec() } else { vec![s.batch, mat[0], mat[1]] }
+    if s.batch == 1 || s.b_shared {
+        mat.to_vec()
+    } else {
+        vec![s.batch, mat[0], mat[1]]
+    }
 }
 
 fn out_shape(s: &MatmulSpec) -> Vec<usize> {
-    if s.batch == 1 { vec![s.m, s.n] } else { vec![s.batch, s.m, s.n] }
+    if s.batch == 1 {
+        vec![s.m, s.n]
+    } else {
+        vec![s.batch, s.m, s.n]
+    }
 }
 
 /// Triple loop in f64 straight from the MatmulSpec doc: (pre-activation, output).
@@ -71,15 +98,30 @@ struct Inputs {
 }
 
 fn inputs(s: &MatmulSpec, seed: u64) -> Inputs {
-    Inputs { a: randn(&a_shape(s), seed), b: randn(&b_shape(s), seed + 1), bias: randn(&[s.n], seed + 2) }
+    Inputs {
+        a: randn(&a_shape(s), seed),
+        b: randn(&b_shape(s), seed + 1),
+        bias: randn(&[s.n], seed + 2),
+    }
 }
 
 /// Runs the matmul on `dev`, B and bias stored as `b_dtype` (a frozen half-precision
 /// Linear); returns (out, pre) as host vectors.
 #[allow(clippy::too_many_arguments)]
-fn run(dev: &Device, x: &Inputs, s: &MatmulSpec, bias: bool, act: Act, keep: bool, b_dtype: DType) -> (Vec<f32>, Option<Vec<f32>>) {
+fn run(
+    dev: &Device,
+    x: &Inputs,
+    s: &MatmulSpec,
+    bias: bool,
+    act: Act,
+    keep: bool,
+    b_dtype: DType,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let a = Tensor::from_slice(&x.a, &a_shape(s), dev).unwrap();
-    let b = Tensor::from_slice(&x.b, &b_shape(s), dev).unwrap().cast(b_dtype).unwrap();
+    let b = Tensor::from_slice(&x.b, &b_shape(s), dev)
+        .unwrap()
+        .cast(b_dtype)
+        .unwrap();
     let bias_t = bias.then(|| Tensor::from_slice(&x.bias, &[s.n], dev).unwrap().cast(b_dtype).unwrap());
     let (out, pre) = dev.backend().matmul(&a, &b, bias_t.as_ref(), act, s, keep).unwrap();
     assert_eq!(out.shape(), out_shape(s).as_slice(), "{s:?}");
@@ -97,7 +139,12 @@ fn layouts() -> [(usize, bool); 3] {
 
 fn check_cpu_vs_naive(s: &MatmulSpec, seed: u64, worst: &mut f32) {
     let x = inputs(s, seed);
-    let combos = [(false, Act::None, false), (true, Act::QuickGelu, true), (true, Act::Gelu, false), (false, Act::Gelu, true)];
+    let combos = [
+        (false, Act::None, false),
+        (true, Act::QuickGelu, true),
+        (true, Act::Gelu, false),
+        (false, Act::Gelu, true),
+    ];
     for (bias, act, keep) in combos {
         let (out, pre) = run(&cpu(), &x, s, bias, act, keep, DType::F32);
         let (rpre, rout) = naive(&x.a, &x.b, bias.then_some(x.bias.as_slice()), act, s);
@@ -216,8 +263,19 @@ fn half_precision_b_wgpu_matches_cpu() {
                         assert!(e <= tol(s.k), "{dt:?} B preact {s:?}: {e}");
                     }
                     // Half storage means exactly "f32 B rounded to half", on the CPU too.
-                    let round = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, &cpu()).unwrap().cast(dt).unwrap().to_vec().unwrap();
-                    let xr = Inputs { a: x.a.clone(), b: round(&x.b, &b_shape(&s)), bias: round(&x.bias, &[s.n]) };
+                    let round = |v: &[f32], shape: &[usize]| {
+                        Tensor::from_slice(v, shape, &cpu())
+                            .unwrap()
+                            .cast(dt)
+                            .unwrap()
+                            .to_vec()
+                            .unwrap()
+                    };
+                    let xr = Inputs {
+                        a: x.a.clone(),
+                        b: round(&x.b, &b_shape(&s)),
+                        bias: round(&x.bias, &[s.n]),
+                    };
                     let (c_ref, _) = run(&cpu(), &xr, &s, true, act, false, DType::F32);
                     assert_eq!(c_ref, c_out, "{dt:?} B on cpu differs from f32 B rounded to {dt:?}");
                 }
@@ -253,12 +311,42 @@ fn act_grad_matches_finite_differences() {
 #[ignore]
 fn cpu_throughput() {
     let cases = [
-        ("1600x768x768 x W^T + bias", spec(1, (1600, 768, 768), false, true, false), true, Act::None),
-        ("2464x2048x512 x W^T + bias + quick_gelu", spec(1, (2464, 2048, 512), false, true, false), true, Act::QuickGelu),
-        ("2464x2048x512 x W^T + bias + gelu", spec(1, (2464, 2048, 512), false, true, false), true, Act::Gelu),
-        ("dW = dY^T X, 768x768x1600", spec(1, (768, 768, 1600), true, false, false), false, Act::None),
-        ("32 x 50x768x768 batched", spec(32, (50, 768, 768), false, true, false), false, Act::None),
-        ("4x2048x768 (few rows)", spec(1, (4, 2048, 768), false, true, false), true, Act::None),
+        (
+            "1600x768x768 x W^T + bias",
+            spec(1, (1600, 768, 768), false, true, false),
+            true,
+            Act::None,
+        ),
+        (
+            "2464x2048x512 x W^T + bias + quick_gelu",
+            spec(1, (2464, 2048, 512), false, true, false),
+            true,
+            Act::QuickGelu,
+        ),
+        (
+            "2464x2048x512 x W^T + bias + gelu",
+            spec(1, (2464, 2048, 512), false, true, false),
+            true,
+            Act::Gelu,
+        ),
+        (
+            "dW = dY^T X, 768x768x1600",
+            spec(1, (768, 768, 1600), true, false, false),
+            false,
+            Act::None,
+        ),
+        (
+            "32 x 50x768x768 batched",
+            spec(32, (50, 768, 768), false, true, false),
+            false,
+            Act::None,
+        ),
+        (
+            "4x2048x768 (few rows)",
+            spec(1, (4, 2048, 768), false, true, false),
+            true,
+            Act::None,
+        ),
     ];
     for (name, s, bias, act) in cases {
         let x = inputs(&s, 7);
@@ -300,7 +388,11 @@ fn bad_input_is_an_error() {
         assert!(be.matmul(&a, &b_other, None, Act::None, &s, false).is_err());
         let ids = Tensor::from_u32(vec![0; 40], &[2, 4, 5], &dev).unwrap();
         assert!(be.matmul(&a, &ids, None, Act::None, &s, false).is_err());
-        let huge = MatmulSpec { batch: 1 << 40, m: 1 << 30, ..s };
+        let huge = MatmulSpec {
+            batch: 1 << 40,
+            m: 1 << 30,
+            ..s
+        };
         assert!(be.matmul(&a, &b, None, Act::None, &huge, false).is_err());
     }
 }

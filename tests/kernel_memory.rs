@@ -40,7 +40,9 @@ fn half_storage_matches_cpu() {
 #[test]
 fn oversized_buffer_is_an_error_not_a_crash() {
     let g = gpu();
-    let cliptune::backend::Device::Gpu(b) = &g else { unreachable!() };
+    let cliptune::backend::Device::Gpu(b) = &g else {
+        unreachable!()
+    };
     let max = b.limits.max_storage_buffer_binding_size as u64;
     let err = b.check_binding("embedding table", max + 4).unwrap_err();
     assert_eq!(err.kind, cliptune::ErrorKind::Limit);

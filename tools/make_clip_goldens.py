@@ -63,7 +63,7 @@ def make_hf():
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name == "logit_scale":
-                p.copy_(torch.tensor(math.log(1 / 0.07)))
+                p.copy_(round_both(torch.tensor(math.log(1 / 0.07))))
                 continue
             if "layer_norm" in name or "layrnorm" in name or "layernorm" in name:
                 base = 1.0 if name.endswith("weight") else 0.0

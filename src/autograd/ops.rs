@@ -14,30 +14,98 @@ type BlockFn = Rc<dyn Fn(&Tape, &[Var]) -> Result<Var>>;
 pub(crate) enum Op {
     Leaf(LeafKey),
     /// Inputs: a, b, bias. Saves a only if b needs a grad, b only if a does.
-    Matmul { a: Option<Tensor>, b: Option<Tensor>, spec: MatmulSpec, act: Act, preact: Option<Tensor>, has_bias: bool },
+    Matmul {
+        a: Option<Tensor>,
+        b: Option<Tensor>,
+        spec: MatmulSpec,
+        act: Act,
+        preact: Option<Tensor>,
+        has_bias: bool,
+    },
     /// Inputs: a, b. `b` repeats over a's leading dims.
-    Binary { op: BinaryOp, a: Option<Tensor>, b: Option<Tensor>, a_numel: usize, b_numel: usize },
-    Affine { alpha: f32 },
-    Act { x: Tensor, act: Act },
-    Reshape { shape: Vec<usize> },
+    Binary {
+        op: BinaryOp,
+        a: Option<Tensor>,
+        b: Option<Tensor>,
+        a_numel: usize,
+        b_numel: usize,
+    },
+    Affine {
+        alpha: f32,
+    },
+    Act {
+        x: Tensor,
+        act: Act,
+    },
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Inputs: x, gamma, beta.
-    LayerNorm { x: Tensor, gamma: Tensor, mean: Tensor, rstd: Tensor },
-    Softmax { y: Tensor },
-    L2Norm { y: Tensor, norm: Tensor },
+    LayerNorm {
+        x: Tensor,
+        gamma: Tensor,
+        mean: Tensor,
+        rstd: Tensor,
+    },
+    Softmax {
+        y: Tensor,
+    },
+    L2Norm {
+        y: Tensor,
+        norm: Tensor,
+    },
     /// Inputs: q, k, v.
-    Attention { q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, spec: AttnSpec },
+    Attention {
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        out: Tensor,
+        lse: Tensor,
+        spec: AttnSpec,
+    },
     /// Input: table. Saves the ids.
-    Gather { ids: Tensor, rows: usize, width: usize },
+    Gather {
+        ids: Tensor,
+        rows: usize,
+        width: usize,
+    },
     /// Inputs: a, b; both [outer, ..] joined on dim 1.
-    Concat { outer: usize, a_inner: usize, b_inner: usize, a_shape: Vec<usize>, b_shape: Vec<usize> },
-    Narrow { shape: Vec<usize>, start: usize, len: usize },
-    Patchify { spec: PatchSpec },
-    SumAll { shape: Vec<usize> },
+    Concat {
+        outer: usize,
+        a_inner: usize,
+        b_inner: usize,
+        a_shape: Vec<usize>,
+        b_shape: Vec<usize>,
+    },
+    Narrow {
+        shape: Vec<usize>,
+        start: usize,
+        len: usize,
+    },
+    Patchify {
+        spec: PatchSpec,
+    },
+    SumAll {
+        shape: Vec<usize>,
+    },
     /// Inputs: img, txt, log_scale.
-    Contrastive { img: Tensor, txt: Tensor, log_scale: Tensor, lse_img: Tensor, lse_txt: Tensor },
+    Contrastive {
+        img: Tensor,
+        txt: Tensor,
+        log_scale: Tensor,
+        lse_img: Tensor,
+        lse_txt: Tensor,
+    },
     /// Input: logits.
-    CrossEntropy { logits: Tensor, labels: Tensor, lse: Tensor },
-    Checkpoint { f: BlockFn, inputs: Vec<Tensor> },
+    CrossEntropy {
+        logits: Tensor,
+        labels: Tensor,
+        lse: Tensor,
+    },
+    Checkpoint {
+        f: BlockFn,
+        inputs: Vec<Tensor>,
+    },
 }
 
 fn keep(cond: bool, t: &Tensor) -> Option<Tensor> {
@@ -45,7 +113,8 @@ fn keep(cond: bool, t: &Tensor) -> Option<Tensor> {
 }
 
 fn saved(t: &Option<Tensor>) -> Result<&Tensor> {
-    t.as_ref().ok_or_else(|| Error::invalid("autograd: a tensor needed by backward was not saved"))
+    t.as_ref()
+        .ok_or_else(|| Error::invalid("autograd: a tensor needed by backward was not saved"))
 }
 
 impl Var {
@@ -53,7 +122,11 @@ impl Var {
         let ids = inputs.iter().map(|v| v.node).collect();
         let shapes = inputs.iter().map(|v| v.shape().to_vec()).collect();
         let node = self.tape.push(op, ids, shapes);
-        Var { value, node, tape: self.tape.clone() }
+        Var {
+            value,
+            node,
+            tape: self.tape.clone(),
+        }
     }
 
     fn wants(&self) -> bool {
@@ -64,9 +137,13 @@ impl Var {
     pub fn matmul_spec(&self, b: &Var, bias: Option<&Var>, act: Act, spec: MatmulSpec) -> Result<Var> {
         let train = self.wants() || b.wants() || bias.is_some_and(|x| x.wants());
         let keep_preact = train && act != Act::None;
-        let (y, preact) = self.value.matmul_spec(&b.value, bias.map(|x| &x.value), act, &spec, keep_preact)?;
+        let (y, preact) = self
+            .value
+            .matmul_spec(&b.value, bias.map(|x| &x.value), act, &spec, keep_preact)?;
         if b.wants() && spec.b_shared && spec.trans_a {
-            return Err(Error::invalid("autograd: a shared, trainable B with a transposed A is not supported"));
+            return Err(Error::invalid(
+                "autograd: a shared, trainable B with a transposed A is not supported",
+            ));
         }
         let op = Op::Matmul {
             a: keep(b.wants(), &self.value),
@@ -123,15 +200,33 @@ impl Var {
     }
     pub fn act(&self, act: Act) -> Result<Var> {
         let y = self.value.act(act)?;
-        Ok(self.derive(y, Op::Act { x: self.value.clone(), act }, &[self]))
+        Ok(self.derive(
+            y,
+            Op::Act {
+                x: self.value.clone(),
+                act,
+            },
+            &[self],
+        ))
     }
     pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
         let y = self.value.reshape(shape)?;
-        Ok(self.derive(y, Op::Reshape { shape: self.value.shape().to_vec() }, &[self]))
+        Ok(self.derive(
+            y,
+            Op::Reshape {
+                shape: self.value.shape().to_vec(),
+            },
+            &[self],
+        ))
     }
     pub fn layernorm(&self, gamma: &Var, beta: &Var, eps: f32) -> Result<Var> {
         let (y, mean, rstd) = self.value.layernorm(&gamma.value, &beta.value, eps)?;
-        let op = Op::LayerNorm { x: self.value.clone(), gamma: gamma.value.clone(), mean, rstd };
+        let op = Op::LayerNorm {
+            x: self.value.clone(),
+            gamma: gamma.value.clone(),
+            mean,
+            rstd,
+        };
         Ok(self.derive(y, op, &[self, gamma, beta]))
     }
     pub fn softmax(&self) -> Result<Var> {
@@ -158,7 +253,11 @@ impl Var {
     /// Rows of this table [rows, width] picked by u32 ids.
     pub fn gather_rows(&self, ids: &Tensor) -> Result<Var> {
         let y = self.value.gather_rows(ids)?;
-        let op = Op::Gather { ids: ids.clone(), rows: self.value.dim(0), width: self.value.dim(1) };
+        let op = Op::Gather {
+            ids: ids.clone(),
+            rows: self.value.dim(0),
+            width: self.value.dim(1),
+        };
         Ok(self.derive(y, op, &[self]))
     }
     /// Join along dim 1.
@@ -176,7 +275,15 @@ impl Var {
     }
     pub fn narrow1(&self, start: usize, len: usize) -> Result<Var> {
         let y = self.value.narrow1(start, len)?;
-        Ok(self.derive(y, Op::Narrow { shape: self.value.shape().to_vec(), start, len }, &[self]))
+        Ok(self.derive(
+            y,
+            Op::Narrow {
+                shape: self.value.shape().to_vec(),
+                start,
+                len,
+            },
+            &[self],
+        ))
     }
     pub fn patchify(&self, patch: usize) -> Result<Var> {
         let (y, spec) = self.value.patchify(patch)?;
@@ -184,7 +291,13 @@ impl Var {
     }
     pub fn sum_all(&self) -> Result<Var> {
         let y = self.value.sum_all()?;
-        Ok(self.derive(y, Op::SumAll { shape: self.value.shape().to_vec() }, &[self]))
+        Ok(self.derive(
+            y,
+            Op::SumAll {
+                shape: self.value.shape().to_vec(),
+            },
+            &[self],
+        ))
     }
     /// Symmetric InfoNCE over L2-normalised img [b, d] and txt [m >= b, d].
     pub fn contrastive_loss(img: &Var, txt: &Var, log_scale: &Var) -> Result<Var> {
@@ -201,7 +314,11 @@ impl Var {
     /// Mean cross-entropy of logits [rows, classes] against u32 labels.
     pub fn cross_entropy(&self, labels: &Tensor) -> Result<Var> {
         let (loss, lse) = Tensor::cross_entropy(&self.value, labels)?;
-        let op = Op::CrossEntropy { logits: self.value.clone(), labels: labels.clone(), lse };
+        let op = Op::CrossEntropy {
+            logits: self.value.clone(),
+            labels: labels.clone(),
+            lse,
+        };
         Ok(self.derive(loss, op, &[self]))
     }
 }
@@ -224,18 +341,40 @@ impl Op {
         let be = dy.device().backend();
         Ok(match self {
             Op::Leaf(_) => vec![],
-            Op::Matmul { a, b, spec, act, preact, has_bias } => {
+            Op::Matmul {
+                a,
+                b,
+                spec,
+                act,
+                preact,
+                has_bias,
+            } => {
                 let dz = through_act(dy, *act, preact)?;
                 let s = *spec;
                 let da = if needs[0] {
                     let b = saved(b)?;
                     let d = if !s.trans_a {
                         // dA [m,k] = dC [m,n] @ op(B)^T
-                        let sp = MatmulSpec { m: s.m, n: s.k, k: s.n, trans_a: false, trans_b: !s.trans_b, ..s };
+                        let sp = MatmulSpec {
+                            m: s.m,
+                            n: s.k,
+                            k: s.n,
+                            trans_a: false,
+                            trans_b: !s.trans_b,
+                            ..s
+                        };
                         mm(&dz, b, sp)?
                     } else {
                         // dA [k,m] = op(B) [k,n] @ dC^T
-                        let sp = MatmulSpec { m: s.k, n: s.m, k: s.n, trans_a: s.trans_b, trans_b: true, b_shared: false, ..s };
+                        let sp = MatmulSpec {
+                            m: s.k,
+                            n: s.m,
+                            k: s.n,
+                            trans_a: s.trans_b,
+                            trans_b: true,
+                            b_shared: false,
+                            ..s
+                        };
                         if s.b_shared {
                             return Err(Error::invalid("autograd: transposed A with shared B is not supported"));
                         }
@@ -251,11 +390,27 @@ impl Op {
                     let (batch, m) = if s.b_shared { (1, s.batch * s.m) } else { (s.batch, s.m) };
                     let d = if !s.trans_b {
                         // dB [k,n] = op(A)^T @ dC
-                        let sp = MatmulSpec { batch, m: s.k, n: s.n, k: m, trans_a: !s.trans_a, trans_b: false, b_shared: false };
+                        let sp = MatmulSpec {
+                            batch,
+                            m: s.k,
+                            n: s.n,
+                            k: m,
+                            trans_a: !s.trans_a,
+                            trans_b: false,
+                            b_shared: false,
+                        };
                         mm(a, &dz, sp)?
                     } else {
                         // dB [n,k] = dC^T @ op(A)
-                        let sp = MatmulSpec { batch, m: s.n, n: s.k, k: m, trans_a: true, trans_b: s.trans_a, b_shared: false };
+                        let sp = MatmulSpec {
+                            batch,
+                            m: s.n,
+                            n: s.k,
+                            k: m,
+                            trans_a: true,
+                            trans_b: s.trans_a,
+                            b_shared: false,
+                        };
                         mm(&dz, a, sp)?
                     };
                     Some(d)
@@ -264,11 +419,21 @@ impl Op {
                 };
                 let mut out = vec![da, db];
                 if *has_bias {
-                    out.push(if needs[2] { Some(be.sum_rows(&dz, s.batch * s.m, s.n)?) } else { None });
+                    out.push(if needs[2] {
+                        Some(be.sum_rows(&dz, s.batch * s.m, s.n)?)
+                    } else {
+                        None
+                    });
                 }
                 out
             }
-            Op::Binary { op, a, b, a_numel, b_numel } => {
+            Op::Binary {
+                op,
+                a,
+                b,
+                a_numel,
+                b_numel,
+            } => {
                 let rows = a_numel / b_numel;
                 let (da, db) = match op {
                     BinaryOp::Add => (dy.clone(), dy.clone()),
@@ -279,7 +444,11 @@ impl Op {
                         (da, db)
                     }
                 };
-                let db = if needs[1] && rows > 1 { be.sum_rows(&db, rows, *b_numel)? } else { db };
+                let db = if needs[1] && rows > 1 {
+                    be.sum_rows(&db, rows, *b_numel)?
+                } else {
+                    db
+                };
                 vec![needs[0].then_some(da), needs[1].then_some(db)]
             }
             Op::Affine { alpha } => vec![Some(dy.scale(*alpha)?)],
@@ -295,7 +464,14 @@ impl Op {
             }
             Op::Softmax { y } => vec![Some(be.softmax_bwd(dy, y)?)],
             Op::L2Norm { y, norm } => vec![Some(be.l2norm_bwd(dy, y, norm)?)],
-            Op::Attention { q, k, v, out, lse, spec } => {
+            Op::Attention {
+                q,
+                k,
+                v,
+                out,
+                lse,
+                spec,
+            } => {
                 let (dq, dk, dv) = be.attention_bwd(dy, q, k, v, out, lse, spec)?;
                 vec![needs[0].then_some(dq), needs[1].then_some(dk), needs[2].then_some(dv)]
             }
@@ -303,7 +479,13 @@ impl Op {
                 let dy2 = dy.reshape(&[ids.numel(), *width])?;
                 vec![Some(be.scatter_add_rows(&dy2, ids, *rows)?)]
             }
-            Op::Concat { outer, a_inner, b_inner, a_shape, b_shape } => {
+            Op::Concat {
+                outer,
+                a_inner,
+                b_inner,
+                a_shape,
+                b_shape,
+            } => {
                 let da = be.slice_cols(dy, *outer, 0, *a_inner)?.reshape(a_shape)?;
                 let db = be.slice_cols(dy, *outer, *a_inner, *b_inner)?.reshape(b_shape)?;
                 vec![needs[0].then_some(da), needs[1].then_some(db)]
@@ -323,7 +505,13 @@ impl Op {
             }
             Op::Patchify { spec } => vec![Some(be.unpatchify(dy, spec)?)],
             Op::SumAll { shape } => vec![Some(Tensor::full(shape, 1.0, dy.device())?.mul_scalar_tensor(dy)?)],
-            Op::Contrastive { img, txt, log_scale, lse_img, lse_txt } => {
+            Op::Contrastive {
+                img,
+                txt,
+                log_scale,
+                lse_img,
+                lse_txt,
+            } => {
                 let (di, dt, ds) = be.contrastive_loss_bwd(img, txt, log_scale, lse_img, lse_txt, dy)?;
                 vec![needs[0].then_some(di), needs[1].then_some(dt), needs[2].then_some(ds)]
             }
@@ -333,7 +521,13 @@ impl Op {
                 let xs: Vec<Var> = inputs
                     .iter()
                     .enumerate()
-                    .map(|(k, t)| if needs[k] { sub.leaf(t.clone(), LeafKey::Input(k)) } else { sub.constant(t.clone()) })
+                    .map(|(k, t)| {
+                        if needs[k] {
+                            sub.leaf(t.clone(), LeafKey::Input(k))
+                        } else {
+                            sub.constant(t.clone())
+                        }
+                    })
                     .collect();
                 let y = f(&sub, &xs)?;
                 let g = sub.backward_from(&y, dy.clone())?;

@@ -25,7 +25,12 @@ pub struct Param {
 
 impl Param {
     pub fn new(name: impl Into<String>, value: Tensor, trainable: bool) -> Param {
-        Param { id: ParamId::fresh(), name: name.into(), value, trainable }
+        Param {
+            id: ParamId::fresh(),
+            name: name.into(),
+            value,
+            trainable,
+        }
     }
     pub fn frozen(name: impl Into<String>, value: Tensor) -> Param {
         Self::new(name, value, false)

@@ -102,11 +102,21 @@ impl Default for Tape {
 impl Tape {
     /// A recording tape (training).
     pub fn new() -> Tape {
-        Tape { inner: Rc::new(RefCell::new(TapeInner { nodes: Vec::new(), enabled: true })) }
+        Tape {
+            inner: Rc::new(RefCell::new(TapeInner {
+                nodes: Vec::new(),
+                enabled: true,
+            })),
+        }
     }
     /// A tape that records nothing (inference): ops only compute.
     pub fn inference() -> Tape {
-        Tape { inner: Rc::new(RefCell::new(TapeInner { nodes: Vec::new(), enabled: false })) }
+        Tape {
+            inner: Rc::new(RefCell::new(TapeInner {
+                nodes: Vec::new(),
+                enabled: false,
+            })),
+        }
     }
     pub fn is_recording(&self) -> bool {
         self.inner.borrow().enabled
@@ -120,7 +130,11 @@ impl Tape {
 
     /// A constant input (data, frozen values): never gets a gradient.
     pub fn constant(&self, t: Tensor) -> Var {
-        Var { value: t, node: None, tape: self.clone() }
+        Var {
+            value: t,
+            node: None,
+            tape: self.clone(),
+        }
     }
 
     /// A parameter: a gradient leaf when trainable (and recording), else a constant.
@@ -134,7 +148,11 @@ impl Tape {
 
     pub(crate) fn leaf(&self, t: Tensor, key: LeafKey) -> Var {
         let node = self.push(Op::Leaf(key), vec![], vec![]);
-        Var { value: t, node, tape: self.clone() }
+        Var {
+            value: t,
+            node,
+            tape: self.clone(),
+        }
     }
 
     /// Record `op` if recording and any input needs a gradient; returns its node.
@@ -151,7 +169,10 @@ impl Tape {
     /// Gradients of the scalar `loss` (a [1] tensor) for every trainable parameter.
     pub fn backward(&self, loss: &Var) -> Result<Grads> {
         if loss.value.numel() != 1 {
-            return Err(Error::shape("backward", format!("loss must be a single value, got {:?}", loss.value.shape())));
+            return Err(Error::shape(
+                "backward",
+                format!("loss must be a single value, got {:?}", loss.value.shape()),
+            ));
         }
         let seed = Tensor::full(loss.value.shape(), 1.0, loss.value.device())?;
         self.backward_from(loss, seed)
@@ -177,7 +198,11 @@ impl Tape {
             let dins = node.op.backward(&dy, &needs, &mut grads)?;
             for ((slot, din), shape) in node.inputs.iter().zip(dins).zip(&node.shapes) {
                 if let (Some(j), Some(d)) = (slot, din) {
-                    let d = if d.shape() == shape.as_slice() { d } else { d.reshape(shape)? };
+                    let d = if d.shape() == shape.as_slice() {
+                        d
+                    } else {
+                        d.reshape(shape)?
+                    };
                     pending[*j] = Some(match pending[*j].take() {
                         Some(prev) => prev.add(&d)?,
                         None => d,
@@ -201,19 +226,34 @@ impl Tape {
         let xs: Vec<Var> = inputs.iter().map(|v| off.constant(v.value.clone())).collect();
         let y = f(&off, &xs)?;
         if !needs_grad {
-            return Ok(Var { value: y.value, node: None, tape: self.clone() });
+            return Ok(Var {
+                value: y.value,
+                node: None,
+                tape: self.clone(),
+            });
         }
         let saved: Vec<Tensor> = inputs.iter().map(|v| v.value.clone()).collect();
-        let op = Op::Checkpoint { f: Rc::new(f), inputs: saved };
+        let op = Op::Checkpoint {
+            f: Rc::new(f),
+            inputs: saved,
+        };
         // A block holding trainable params must be recorded even if no input needs grad.
         let inner_ids = inputs.iter().map(|v| v.node).collect::<Vec<_>>();
         let shapes = inputs.iter().map(|v| v.shape().to_vec()).collect();
         let node = {
             let mut inner = self.inner.borrow_mut();
-            inner.nodes.push(Node { op, inputs: inner_ids, shapes });
+            inner.nodes.push(Node {
+                op,
+                inputs: inner_ids,
+                shapes,
+            });
             Some(inner.nodes.len() - 1)
         };
-        Ok(Var { value: y.value, node, tape: self.clone() })
+        Ok(Var {
+            value: y.value,
+            node,
+            tape: self.clone(),
+        })
     }
 }
 

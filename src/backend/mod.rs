@@ -260,7 +260,9 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "gpu" => Ok(DeviceChoice::Gpu),
-            _ => Err(Error::invalid(format!("--device: expected auto, cpu or gpu, got '{s}'"))),
+            _ => Err(Error::invalid(format!(
+                "--device: expected auto, cpu or gpu, got '{s}'"
+            ))),
         }
     }
 }

@@ -21,7 +21,12 @@ pub fn run(json: bool) -> Result<()> {
                 )
             })
             .collect();
-        println!("{{\"cpu\":\"{}\",\"auto\":\"{}\",\"adapters\":[{}]}}", esc(&cpu), esc(&auto), items.join(","));
+        println!(
+            "{{\"cpu\":\"{}\",\"auto\":\"{}\",\"adapters\":[{}]}}",
+            esc(&cpu),
+            esc(&auto),
+            items.join(",")
+        );
         return Ok(());
     }
     println!("cpu backend: {cpu}");

@@ -1,5 +1,8 @@
 //! Subcommands.
+mod clip_cmds;
 mod devices;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use cliptune::Result;
@@ -26,6 +29,62 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Print the CLIP token ids of each text (one JSON array per line, BOS..EOS).
+    Tokenize {
+        /// Use this model directory's tokenizer.json (default: the embedded CLIP tokenizer).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Embed images and/or texts; writes image_embeds, text_embeds and logits_per_image.
+    Embed {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long = "image")]
+        images: Vec<PathBuf>,
+        #[arg(long = "text")]
+        texts: Vec<String>,
+        /// One text per line.
+        #[arg(long)]
+        texts_file: Option<PathBuf>,
+        /// A safetensors file whose `pixel_values` [N,3,H,W] f32 is already preprocessed.
+        #[arg(long, conflicts_with = "images")]
+        pixels: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Skip unreadable images (reported) instead of stopping.
+        #[arg(long)]
+        skip_bad_images: bool,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
+    /// Classify images by similarity to class prompts.
+    ZeroShot {
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated class names.
+        #[arg(long)]
+        classes: Option<String>,
+        /// One class name per line.
+        #[arg(long)]
+        classes_file: Option<PathBuf>,
+        /// openai (80 templates), simple, or a file with one template per line containing {}.
+        #[arg(long, default_value = "openai")]
+        templates: String,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        skip_bad_images: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
 }
 
 pub fn run() -> Result<()> {
@@ -35,6 +94,46 @@ pub fn run() -> Result<()> {
         Command::Check { device } => {
             let dev = cliptune::Device::select(device.parse()?)?;
             cliptune::selfcheck::run(&dev)
+        }
+        Command::Tokenize { model, texts } => clip_cmds::tokenize_cmd(model.as_deref(), &texts),
+        Command::Embed {
+            model,
+            images,
+            texts,
+            texts_file,
+            pixels,
+            out,
+            device,
+            skip_bad_images,
+            batch,
+        } => {
+            let dev = cliptune::Device::select(device.parse()?)?;
+            let texts = clip_cmds::gather_texts(&texts, texts_file.as_deref())?;
+            clip_cmds::embed_cmd(
+                &model,
+                &images,
+                &texts,
+                pixels.as_deref(),
+                &out,
+                &dev,
+                skip_bad_images,
+                batch,
+            )
+        }
+        Command::ZeroShot {
+            model,
+            classes,
+            classes_file,
+            templates,
+            top_k,
+            json,
+            device,
+            skip_bad_images,
+            images,
+        } => {
+            let dev = cliptune::Device::select(device.parse()?)?;
+            let classes = clip_cmds::read_classes(classes.as_deref(), classes_file.as_deref())?;
+            clip_cmds::zero_shot_cmd(&model, classes, &templates, &images, top_k, json, &dev, skip_bad_images)
         }
     }
 }

@@ -61,14 +61,20 @@ pub struct ClipConfig {
 }
 
 fn get_usize(v: &Value, key: &str, default: usize) -> usize {
-    v.get(key).and_then(|x| x.as_u64()).map(|x| x as usize).unwrap_or(default)
+    v.get(key)
+        .and_then(|x| x.as_u64())
+        .map(|x| x as usize)
+        .unwrap_or(default)
 }
 
 fn act_from_hf(v: &Value, file: &Path) -> Result<Act> {
     match v.get("hidden_act").and_then(|x| x.as_str()).unwrap_or("quick_gelu") {
         "quick_gelu" => Ok(Act::QuickGelu),
         "gelu" => Ok(Act::Gelu),
-        other => Err(Error::invalid(format!("{}: hidden_act '{other}' is not supported (quick_gelu or gelu)", file.display()))),
+        other => Err(Error::invalid(format!(
+            "{}: hidden_act '{other}' is not supported (quick_gelu or gelu)",
+            file.display()
+        ))),
     }
 }
 
@@ -139,17 +145,26 @@ impl ClipConfig {
     }
 
     fn from_open_clip(c: &Value, file: &Path) -> Result<ClipConfig> {
-        let m = c.get("model_cfg").ok_or_else(|| Error::invalid(format!("{}: no 'model_cfg' object", file.display())))?;
+        let m = c
+            .get("model_cfg")
+            .ok_or_else(|| Error::invalid(format!("{}: no 'model_cfg' object", file.display())))?;
         let empty = Value::Object(Default::default());
         let v = m.get("vision_cfg").unwrap_or(&empty);
         let t = m.get("text_cfg").unwrap_or(&empty);
-        let act = if m.get("quick_gelu").and_then(|x| x.as_bool()).unwrap_or(false) { Act::QuickGelu } else { Act::Gelu };
+        let act = if m.get("quick_gelu").and_then(|x| x.as_bool()).unwrap_or(false) {
+            Act::QuickGelu
+        } else {
+            Act::Gelu
+        };
         let vis_width = get_usize(v, "width", 768);
         let head_width = get_usize(v, "head_width", 64);
         let ratio = |x: &Value| x.get("mlp_ratio").and_then(|r| r.as_f64()).unwrap_or(4.0);
         let text_width = get_usize(t, "width", 512);
         if v.get("image_size").is_some_and(|x| x.is_array()) || v.get("layers").is_some_and(|x| x.is_array()) {
-            return Err(Error::invalid(format!("{}: only square ViT vision towers are supported", file.display())));
+            return Err(Error::invalid(format!(
+                "{}: only square ViT vision towers are supported",
+                file.display()
+            )));
         }
         let cfg = ClipConfig {
             vision: VisionConfig {
@@ -188,30 +203,80 @@ impl ClipConfig {
         let bad = |msg: String| Err(Error::invalid(format!("{}: {msg}", file.display())));
         for (name, t) in [("vision", &self.vision.tower), ("text", &self.text.tower)] {
             if t.heads == 0 || t.width % t.heads != 0 {
-                return bad(format!("{name} width {} is not divisible by {} heads", t.width, t.heads));
+                return bad(format!(
+                    "{name} width {} is not divisible by {} heads",
+                    t.width, t.heads
+                ));
             }
             if t.width / t.heads > 128 {
-                return bad(format!("{name} head dim {} is above the supported 128", t.width / t.heads));
+                return bad(format!(
+                    "{name} head dim {} is above the supported 128",
+                    t.width / t.heads
+                ));
             }
         }
         if self.vision.patch == 0 || self.vision.image_size % self.vision.patch != 0 {
-            return bad(format!("image size {} is not a multiple of patch size {}", self.vision.image_size, self.vision.patch));
+            return bad(format!(
+                "image size {} is not a multiple of patch size {}",
+                self.vision.image_size, self.vision.patch
+            ));
         }
         Ok(self)
     }
 
     /// Built-in shapes (random weights) for benchmarks: vit-b-32, vit-b-16, vit-l-14.
     pub fn named(name: &str) -> Result<ClipConfig> {
-        let tower = |width, layers, heads| TowerConfig { width, layers, heads, mlp: width * 4, act: Act::QuickGelu, eps: 1e-5 };
+        let tower = |width, layers, heads| TowerConfig {
+            width,
+            layers,
+            heads,
+            mlp: width * 4,
+            act: Act::QuickGelu,
+            eps: 1e-5,
+        };
         let (vision, text, proj) = match name {
-            "vit-b-32" => (VisionConfig { tower: tower(768, 12, 12), image_size: 224, patch: 32 }, tower(512, 12, 8), 512),
-            "vit-b-16" => (VisionConfig { tower: tower(768, 12, 12), image_size: 224, patch: 16 }, tower(512, 12, 8), 512),
-            "vit-l-14" => (VisionConfig { tower: tower(1024, 24, 16), image_size: 224, patch: 14 }, tower(768, 12, 12), 768),
-            _ => return Err(Error::invalid(format!("unknown config '{name}': expected one of vit-b-32, vit-b-16, vit-l-14, or a model directory"))),
+            "vit-b-32" => (
+                VisionConfig {
+                    tower: tower(768, 12, 12),
+                    image_size: 224,
+                    patch: 32,
+                },
+                tower(512, 12, 8),
+                512,
+            ),
+            "vit-b-16" => (
+                VisionConfig {
+                    tower: tower(768, 12, 12),
+                    image_size: 224,
+                    patch: 16,
+                },
+                tower(512, 12, 8),
+                512,
+            ),
+            "vit-l-14" => (
+                VisionConfig {
+                    tower: tower(1024, 24, 16),
+                    image_size: 224,
+                    patch: 14,
+                },
+                tower(768, 12, 12),
+                768,
+            ),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown config '{name}': expected one of vit-b-32, vit-b-16, vit-l-14, or a model directory"
+                )))
+            }
         };
         Ok(ClipConfig {
             vision,
-            text: TextConfig { tower: text, vocab: 49408, context: 77, eot_id: 49407, pad_id: 49407 },
+            text: TextConfig {
+                tower: text,
+                vocab: 49408,
+                context: 77,
+                eot_id: 49407,
+                pad_id: 49407,
+            },
             projection_dim: proj,
             layout: Layout::HuggingFace,
         })

@@ -5,6 +5,7 @@ pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
 pub mod weights;
+pub mod zero_shot;
 
 pub use config::{ClipConfig, Layout};
 pub use model::{Clip, TextInput, WeightStorage};

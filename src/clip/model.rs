@@ -66,8 +66,15 @@ impl TextInput {
     /// Keep only the first `max(eot) + 1` columns (exact for a causal tower).
     pub fn truncated_to_eot(&self) -> TextInput {
         let len = self.eot.iter().max().map(|m| m + 1).unwrap_or(1).min(self.len);
-        let ids = (0..self.n).flat_map(|r| self.ids[r * self.len..r * self.len + len].iter().copied()).collect();
-        TextInput { ids, n: self.n, len, eot: self.eot.clone() }
+        let ids = (0..self.n)
+            .flat_map(|r| self.ids[r * self.len..r * self.len + len].iter().copied())
+            .collect();
+        TextInput {
+            ids,
+            n: self.n,
+            len,
+            eot: self.eot.clone(),
+        }
     }
 }
 
@@ -104,15 +111,32 @@ impl WeightSource for Random {
         if is_ln && name.ends_with(".weight") {
             return Tensor::full(shape, 1.0, &self.device);
         }
-        let std = if matrix { (shape[shape.len() - 1] as f32).powf(-0.5) } else { 0.02 };
+        let std = if matrix {
+            (shape[shape.len() - 1] as f32).powf(-0.5)
+        } else {
+            0.02
+        };
         Tensor::randn(shape, std, self.seed, &self.device)
     }
 }
 
-fn linear(src: &mut dyn WeightSource, name: &str, d_in: usize, d_out: usize, bias: bool, width: usize) -> Result<Linear> {
-    let w = Param::frozen(format!("{name}.weight"), src.get(&format!("{name}.weight"), &[d_out, d_in], width, true)?);
+fn linear(
+    src: &mut dyn WeightSource,
+    name: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    width: usize,
+) -> Result<Linear> {
+    let w = Param::frozen(
+        format!("{name}.weight"),
+        src.get(&format!("{name}.weight"), &[d_out, d_in], width, true)?,
+    );
     let b = if bias {
-        Some(Param::frozen(format!("{name}.bias"), src.get(&format!("{name}.bias"), &[d_out], width, false)?))
+        Some(Param::frozen(
+            format!("{name}.bias"),
+            src.get(&format!("{name}.bias"), &[d_out], width, false)?,
+        ))
     } else {
         None
     };
@@ -120,8 +144,14 @@ fn linear(src: &mut dyn WeightSource, name: &str, d_in: usize, d_out: usize, bia
 }
 
 fn layernorm(src: &mut dyn WeightSource, name: &str, d: usize, eps: f32) -> Result<LayerNorm> {
-    let g = Param::frozen(format!("{name}.weight"), src.get(&format!("{name}.weight"), &[d], d, false)?);
-    let b = Param::frozen(format!("{name}.bias"), src.get(&format!("{name}.bias"), &[d], d, false)?);
+    let g = Param::frozen(
+        format!("{name}.weight"),
+        src.get(&format!("{name}.weight"), &[d], d, false)?,
+    );
+    let b = Param::frozen(
+        format!("{name}.bias"),
+        src.get(&format!("{name}.bias"), &[d], d, false)?,
+    );
     Ok(LayerNorm::new(g, b, eps))
 }
 
@@ -142,7 +172,11 @@ fn blocks(src: &mut dyn WeightSource, prefix: &str, t: &TowerConfig, causal: boo
                     causal,
                 },
                 ln2: layernorm(src, &format!("{p}.layer_norm2"), w, t.eps)?,
-                mlp: Mlp { fc1: lin(src, "mlp.fc1", w, t.mlp)?, fc2: lin(src, "mlp.fc2", t.mlp, w)?, act: t.act },
+                mlp: Mlp {
+                    fc1: lin(src, "mlp.fc1", w, t.mlp)?,
+                    fc2: lin(src, "mlp.fc2", t.mlp, w)?,
+                    act: t.act,
+                },
                 recompute: false,
             })
         })
@@ -154,12 +188,25 @@ impl Clip {
     pub fn load(dir: &Path, device: &Device, storage: WeightStorage) -> Result<Clip> {
         let config = ClipConfig::from_dir(dir)?;
         let ck = Checkpoint::open(dir, config.layout)?;
-        Self::build(config, &mut FromCheckpoint { ck: &ck, storage, device: device.clone() })
+        Self::build(
+            config,
+            &mut FromCheckpoint {
+                ck: &ck,
+                storage,
+                device: device.clone(),
+            },
+        )
     }
 
     /// Random weights with the given shapes (benchmarks, tests).
     pub fn random(config: ClipConfig, seed: u64, device: &Device) -> Result<Clip> {
-        Self::build(config, &mut Random { seed, device: device.clone() })
+        Self::build(
+            config,
+            &mut Random {
+                seed,
+                device: device.clone(),
+            },
+        )
     }
 
     fn build(config: ClipConfig, src: &mut dyn WeightSource) -> Result<Clip> {
@@ -167,19 +214,32 @@ impl Clip {
         let vw = v.tower.width;
         let p = config.projection_dim;
         let patch_len = 3 * v.patch * v.patch;
-        let conv = src.get("vision_model.embeddings.patch_embedding.weight", &[vw, 3, v.patch, v.patch], vw, true)?;
+        let conv = src.get(
+            "vision_model.embeddings.patch_embedding.weight",
+            &[vw, 3, v.patch, v.patch],
+            vw,
+            true,
+        )?;
         let vision = VisionTower {
             class_embedding: Param::frozen(
                 "vision_model.embeddings.class_embedding",
                 src.get("vision_model.embeddings.class_embedding", &[vw], vw, false)?,
             ),
             patch_embedding: Linear::new(
-                Param::frozen("vision_model.embeddings.patch_embedding.weight", conv.reshape(&[vw, patch_len])?),
+                Param::frozen(
+                    "vision_model.embeddings.patch_embedding.weight",
+                    conv.reshape(&[vw, patch_len])?,
+                ),
                 None,
             ),
             position_embedding: Param::frozen(
                 "vision_model.embeddings.position_embedding.weight",
-                src.get("vision_model.embeddings.position_embedding.weight", &[v.seq(), vw], vw, false)?,
+                src.get(
+                    "vision_model.embeddings.position_embedding.weight",
+                    &[v.seq(), vw],
+                    vw,
+                    false,
+                )?,
             ),
             pre_ln: layernorm(src, "vision_model.pre_layrnorm", vw, v.tower.eps)?,
             blocks: blocks(src, "vision_model", &v.tower, false)?,
@@ -195,14 +255,24 @@ impl Clip {
             ),
             position_embedding: Param::frozen(
                 "text_model.embeddings.position_embedding.weight",
-                src.get("text_model.embeddings.position_embedding.weight", &[t.context, tw], tw, false)?,
+                src.get(
+                    "text_model.embeddings.position_embedding.weight",
+                    &[t.context, tw],
+                    tw,
+                    false,
+                )?,
             ),
             blocks: blocks(src, "text_model", &t.tower, true)?,
             final_ln: layernorm(src, "text_model.final_layer_norm", tw, t.tower.eps)?,
             projection: linear(src, "text_projection", tw, p, false, tw)?,
         };
         let logit_scale = Param::frozen("logit_scale", src.get("logit_scale", &[1], 1, false)?);
-        Ok(Clip { config, vision, text, logit_scale })
+        Ok(Clip {
+            config,
+            vision,
+            text,
+            logit_scale,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -217,14 +287,19 @@ impl Clip {
         if s.len() != 4 || s[1] != 3 || s[2] != cfg.image_size || s[3] != cfg.image_size {
             return Err(Error::shape(
                 "encode_image",
-                format!("pixel_values {:?} must be [n, 3, {}, {}] for this model", s, cfg.image_size, cfg.image_size),
+                format!(
+                    "pixel_values {:?} must be [n, 3, {}, {}] for this model",
+                    s, cfg.image_size, cfg.image_size
+                ),
             ));
         }
         let n = s[0];
         let w = cfg.tower.width;
         let patches = pixels.patchify(cfg.patch)?;
         let x = v.patch_embedding.forward(tape, &patches, Act::None)?;
-        let cls = tape.constant(Tensor::zeros(&[n, 1, w], pixels.value.device())?).add(&tape.param(&v.class_embedding))?;
+        let cls = tape
+            .constant(Tensor::zeros(&[n, 1, w], pixels.value.device())?)
+            .add(&tape.param(&v.class_embedding))?;
         let x = cls.concat1(&x)?.add(&tape.param(&v.position_embedding))?;
         let mut x = v.pre_ln.forward(tape, &x)?;
         for b in &v.blocks {
@@ -239,9 +314,16 @@ impl Clip {
     pub fn text_embeddings(&self, tape: &Tape, input: &TextInput) -> Result<Var> {
         let t = &self.config.text;
         if input.len > t.context {
-            return Err(Error::shape("encode_text", format!("{} tokens exceed the context length {}", input.len, t.context)));
+            return Err(Error::shape(
+                "encode_text",
+                format!("{} tokens exceed the context length {}", input.len, t.context),
+            ));
         }
-        if let Some(bad) = input.ids.iter().find(|&&i| i as usize >= self.text.token_embedding.value.dim(0)) {
+        if let Some(bad) = input
+            .ids
+            .iter()
+            .find(|&&i| i as usize >= self.text.token_embedding.value.dim(0))
+        {
             return Err(Error::invalid(format!(
                 "encode_text: token id {bad} is outside the vocabulary of {} (is the tokenizer from another model?)",
                 self.text.token_embedding.value.dim(0)
@@ -251,7 +333,10 @@ impl Clip {
         let ids = Tensor::from_u32(input.ids.clone(), &[input.n, input.len], dev)?;
         let tok = tape.param(&self.text.token_embedding).gather_rows(&ids)?;
         let w = t.tower.width;
-        let pos = tape.param(&self.text.position_embedding).reshape(&[1, t.context, w])?.narrow1(0, input.len)?;
+        let pos = tape
+            .param(&self.text.position_embedding)
+            .reshape(&[1, t.context, w])?
+            .narrow1(0, input.len)?;
         tok.add(&pos.reshape(&[input.len, w])?)
     }
 
@@ -259,7 +344,10 @@ impl Clip {
     pub fn text_features_from_embeddings(&self, tape: &Tape, x: &Var, eot: &[usize]) -> Result<Var> {
         let (n, len, w) = (x.shape()[0], x.shape()[1], x.shape()[2]);
         if eot.len() != n || eot.iter().any(|&e| e >= len) {
-            return Err(Error::shape("encode_text", format!("EOT positions {eot:?} do not fit {n} texts of {len} tokens")));
+            return Err(Error::shape(
+                "encode_text",
+                format!("EOT positions {eot:?} do not fit {n} texts of {len} tokens"),
+            ));
         }
         let mut x = x.clone();
         for b in &self.text.blocks {
@@ -287,11 +375,21 @@ impl Clip {
         for start in (0..n).step_by(batch.max(1)) {
             let end = (start + batch).min(n);
             let chunk = match &host {
-                Some(h) => Tensor::from_slice(&h[start * per..end * per], &[end - start, 3, pixels.dim(2), pixels.dim(3)], self.device())?,
+                Some(h) => Tensor::from_slice(
+                    &h[start * per..end * per],
+                    &[end - start, 3, pixels.dim(2), pixels.dim(3)],
+                    self.device(),
+                )?,
                 None => pixels.clone(),
             };
             let tape = Tape::inference();
-            outs.push(self.image_features(&tape, &tape.constant(chunk))?.value.l2norm()?.0.to_vec()?);
+            outs.push(
+                self.image_features(&tape, &tape.constant(chunk))?
+                    .value
+                    .l2norm()?
+                    .0
+                    .to_vec()?,
+            );
         }
         Tensor::from_vec(outs.concat(), &[n, self.config.projection_dim], self.device())
     }

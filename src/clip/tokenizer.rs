@@ -106,8 +106,8 @@ impl ClipTokenizer {
     }
 
     fn from_bytes(bytes: &[u8], name: &str) -> Result<ClipTokenizer> {
-        let mut inner = Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::io(name, format!("not a valid tokenizer.json: {e}")))?;
+        let mut inner =
+            Tokenizer::from_bytes(bytes).map_err(|e| Error::io(name, format!("not a valid tokenizer.json: {e}")))?;
         // Hub tokenizer.json files sometimes carry padding/truncation settings; encode() must
         // give the bare BOS..EOS ids, and encode_batch() does its own layout.
         inner
@@ -115,9 +115,9 @@ impl ClipTokenizer {
             .map_err(|e| Error::io(name, format!("cannot disable truncation: {e}")))?;
         inner.with_padding(None);
         let id = |tok: &str| {
-            inner.token_to_id(tok).ok_or_else(|| {
-                Error::io(name, format!("not a CLIP tokenizer: no {tok} token in the vocabulary"))
-            })
+            inner
+                .token_to_id(tok)
+                .ok_or_else(|| Error::io(name, format!("not a CLIP tokenizer: no {tok} token in the vocabulary")))
         };
         let bos = id(BOS_TOKEN)?;
         let eos = id(EOS_TOKEN)?;
@@ -177,7 +177,10 @@ impl ClipTokenizer {
                 row[..ids.len()].copy_from_slice(ids);
                 ids.len()
             };
-            let eot = row[..len].iter().position(|&t| t == self.eos).unwrap_or(len.saturating_sub(1));
+            let eot = row[..len]
+                .iter()
+                .position(|&t| t == self.eos)
+                .unwrap_or(len.saturating_sub(1));
             batch.eot.push(eot);
             batch.lengths.push(len);
         }
@@ -226,7 +229,7 @@ impl ClipTokenizer {
                 )));
             }
             if let Some(id) = self.inner.token_to_id(&n) {
-                let added_before = id >= base && self.inner.get_added_vocabulary().is_special_token(&n).not();
+                let added_before = id >= base && !self.inner.get_added_vocabulary().is_special_token(&n);
                 if !added_before {
                     return Err(Error::invalid(format!(
                         "tokenizer: cannot add {w:?}: {n:?} is already token {id} of the vocabulary"
@@ -239,13 +242,15 @@ impl ClipTokenizer {
             .iter()
             .map(|n| AddedToken::from(n.clone(), false).single_word(true).normalized(true))
             .collect();
-        self.inner.add_tokens(&tokens);
+        self.inner
+            .add_tokens(tokens)
+            .map_err(|e| Error::invalid(format!("tokenizer: cannot add words {words:?}: {e}")))?;
         normed
             .iter()
             .map(|n| {
-                self.inner.token_to_id(n).ok_or_else(|| {
-                    Error::invalid(format!("tokenizer: adding {n:?} did not give it an id"))
-                })
+                self.inner
+                    .token_to_id(n)
+                    .ok_or_else(|| Error::invalid(format!("tokenizer: adding {n:?} did not give it an id")))
             })
             .collect()
     }
@@ -271,15 +276,6 @@ impl ClipTokenizer {
                 .map_err(|e| Error::invalid(format!("tokenizer: cannot normalise {word:?}: {e}")))?;
         }
         Ok(s.get().to_string())
-    }
-}
-
-trait Not {
-    fn not(self) -> bool;
-}
-impl Not for bool {
-    fn not(self) -> bool {
-        !self
     }
 }
 

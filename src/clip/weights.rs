@@ -34,7 +34,10 @@ fn open_mmap(path: &Path) -> Result<Mmap> {
     let f = File::open(path).map_err(|e| Error::io(path.display(), e))?;
     let len = f.metadata().map_err(|e| Error::io(path.display(), e))?.len();
     if len < 8 {
-        return Err(Error::io(path.display(), format!("truncated safetensors file ({len} bytes)")));
+        return Err(Error::io(
+            path.display(),
+            format!("truncated safetensors file ({len} bytes)"),
+        ));
     }
     // SAFETY: the file is opened read-only; a checkpoint modified while we read it
     // is outside what we can defend against (same as every mmap loader).
@@ -54,8 +57,8 @@ impl Checkpoint {
                 let index = dir.join("model.safetensors.index.json");
                 if index.exists() {
                     let text = std::fs::read_to_string(&index).map_err(|e| Error::io(index.display(), e))?;
-                    let v: serde_json::Value =
-                        serde_json::from_str(&text).map_err(|e| Error::io(index.display(), format!("not valid JSON: {e}")))?;
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| Error::io(index.display(), format!("not valid JSON: {e}")))?;
                     let map = v
                         .get("weight_map")
                         .and_then(|m| m.as_object())
@@ -88,7 +91,10 @@ impl Checkpoint {
 
     fn check_layout(&self) -> Result<()> {
         let probe = match self.layout {
-            Layout::HuggingFace => ["vision_model.embeddings.class_embedding", "text_model.embeddings.token_embedding.weight"],
+            Layout::HuggingFace => [
+                "vision_model.embeddings.class_embedding",
+                "text_model.embeddings.token_embedding.weight",
+            ],
             Layout::OpenClip => ["visual.class_embedding", "token_embedding.weight"],
         };
         if probe.iter().all(|k| self.index.contains_key(*k)) {
@@ -187,13 +193,20 @@ impl Checkpoint {
         })?;
         let (path, mmap) = &self.files[fi];
         let st = parse(path, mmap)?;
-        let view = st.tensor(&stored).map_err(|e| Error::io(path.display(), format!("tensor '{stored}': {e}")))?;
+        let view = st
+            .tensor(&stored)
+            .map_err(|e| Error::io(path.display(), format!("tensor '{stored}': {e}")))?;
         let vshape = view.shape().to_vec();
         let dtype = match view.dtype() {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
             Dtype::BF16 => DType::BF16,
-            d => return Err(Error::invalid(format!("{}: tensor '{stored}' has dtype {d:?}; expected f32, f16 or bf16", path.display()))),
+            d => {
+                return Err(Error::invalid(format!(
+                    "{}: tensor '{stored}' has dtype {d:?}; expected f32, f16 or bf16",
+                    path.display()
+                )))
+            }
         };
         let bytes = view.data();
         let elem = dtype.size();
@@ -201,7 +214,10 @@ impl Checkpoint {
         let shape_err = |got: &[usize]| {
             Error::shape(
                 "load",
-                format!("{}: tensor '{stored}' has shape {got:?}, but the config needs {shape:?} for {name}", path.display()),
+                format!(
+                    "{}: tensor '{stored}' has shape {got:?}, but the config needs {shape:?} for {name}",
+                    path.display()
+                ),
             )
         };
         // Select the bytes (and shape) of the canonical tensor.
@@ -228,13 +244,25 @@ impl Checkpoint {
             }
         };
         if keep_half && dtype != DType::F32 && transposed.is_none() {
-            let bits: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            let bits: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
             return Tensor::from_half_bits(bits, dtype, shape, device);
         }
         let mut vals: Vec<f32> = match dtype {
-            DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             DType::U32 => unreachable!(),
         };
         if let Some((r, c)) = transposed {

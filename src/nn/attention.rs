@@ -39,9 +39,15 @@ impl MultiHeadAttention {
 
 impl Module for MultiHeadAttention {
     fn params(&self) -> Vec<&Param> {
-        [&self.q, &self.k, &self.v, &self.out].into_iter().flat_map(|l| l.params()).collect()
+        [&self.q, &self.k, &self.v, &self.out]
+            .into_iter()
+            .flat_map(|l| l.params())
+            .collect()
     }
     fn params_mut(&mut self) -> Vec<&mut Param> {
-        [&mut self.q, &mut self.k, &mut self.v, &mut self.out].into_iter().flat_map(|l| l.params_mut()).collect()
+        [&mut self.q, &mut self.k, &mut self.v, &mut self.out]
+            .into_iter()
+            .flat_map(|l| l.params_mut())
+            .collect()
     }
 }

@@ -16,7 +16,16 @@ pub struct Block {
 
 impl Block {
     #[allow(clippy::too_many_arguments)]
-    pub fn random(name: &str, d: usize, heads: usize, mlp_ratio: usize, act: Act, causal: bool, seed: u64, device: &Device) -> Result<Block> {
+    pub fn random(
+        name: &str,
+        d: usize,
+        heads: usize,
+        mlp_ratio: usize,
+        act: Act,
+        causal: bool,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Block> {
         Ok(Block {
             ln1: LayerNorm::random(&format!("{name}.layer_norm1"), d, seed + 10, device)?,
             attn: MultiHeadAttention::random(&format!("{name}.self_attn"), d, heads, causal, seed + 20, device)?,

@@ -18,7 +18,11 @@ impl LayerNorm {
     }
     /// Non-trivial random affine parameters (tests must not pass by gamma=1, beta=0).
     pub fn random(name: &str, d: usize, seed: u64, device: &Device) -> Result<LayerNorm> {
-        let g: Vec<f32> = Tensor::randn(&[d], 0.1, seed, &Device::Cpu)?.to_vec()?.iter().map(|x| 1.0 + x).collect();
+        let g: Vec<f32> = Tensor::randn(&[d], 0.1, seed, &Device::Cpu)?
+            .to_vec()?
+            .iter()
+            .map(|x| 1.0 + x)
+            .collect();
         Ok(LayerNorm {
             gamma: Param::frozen(format!("{name}.weight"), Tensor::from_vec(g, &[d], device)?),
             beta: Param::frozen(format!("{name}.bias"), Tensor::randn(&[d], 0.1, seed ^ 0xbe7a, device)?),

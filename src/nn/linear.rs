@@ -16,9 +16,18 @@ impl Linear {
         Linear { weight, bias }
     }
     pub fn random(name: &str, d_in: usize, d_out: usize, bias: bool, seed: u64, device: &Device) -> Result<Linear> {
-        let w = init(&format!("{name}.weight"), &[d_out, d_in], (d_in as f32).powf(-0.5), seed, device)?;
+        let w = init(
+            &format!("{name}.weight"),
+            &[d_out, d_in],
+            (d_in as f32).powf(-0.5),
+            seed,
+            device,
+        )?;
         let b = if bias {
-            Some(Param::frozen(format!("{name}.bias"), Tensor::randn(&[d_out], 0.02, seed ^ 0xb1a5, device)?))
+            Some(Param::frozen(
+                format!("{name}.bias"),
+                Tensor::randn(&[d_out], 0.02, seed ^ 0xb1a5, device)?,
+            ))
         } else {
             None
         };

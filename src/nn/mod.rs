@@ -31,7 +31,11 @@ pub trait Module {
         self.params().iter().map(|p| p.value.numel()).sum()
     }
     fn num_trainable(&self) -> usize {
-        self.params().iter().filter(|p| p.trainable).map(|p| p.value.numel()).sum()
+        self.params()
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.value.numel())
+            .sum()
     }
 }
 

@@ -4,6 +4,7 @@
 //! kernels convert them on read. Token ids and indices are u32. Every tensor is
 //! contiguous row-major; reshapes share storage, everything else makes a new tensor
 //! (values are immutable, so sharing is always safe).
+pub mod io;
 pub mod ops;
 
 use std::sync::Arc;
@@ -84,7 +85,13 @@ pub struct Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({:?}, {}, {})", self.shape, self.dtype.name(), self.device.kind_name())
+        write!(
+            f,
+            "Tensor({:?}, {}, {})",
+            self.shape,
+            self.dtype.name(),
+            self.device.kind_name()
+        )
     }
 }
 
@@ -95,7 +102,12 @@ pub fn numel(shape: &[usize]) -> usize {
 impl Tensor {
     /// Used by backends to wrap storage they made.
     pub fn from_storage(storage: Storage, shape: Vec<usize>, dtype: DType, device: Device) -> Tensor {
-        Tensor { shape, dtype, storage: Arc::new(storage), device }
+        Tensor {
+            shape,
+            dtype,
+            storage: Arc::new(storage),
+            device,
+        }
     }
     pub fn shape(&self) -> &[usize] {
         &self.shape
@@ -179,7 +191,10 @@ impl Tensor {
     /// The single value of a one-element tensor (reads back from a GPU).
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(Error::shape("item", format!("expected one element, got shape {:?}", self.shape)));
+            return Err(Error::shape(
+                "item",
+                format!("expected one element, got shape {:?}", self.shape),
+            ));
         }
         Ok(self.to_vec()?[0])
     }
@@ -205,10 +220,18 @@ impl Tensor {
         if numel(shape) != self.numel() {
             return Err(Error::shape(
                 "reshape",
-                format!("cannot view {:?} ({} elements) as {:?}", self.shape, self.numel(), shape),
+                format!(
+                    "cannot view {:?} ({} elements) as {:?}",
+                    self.shape,
+                    self.numel(),
+                    shape
+                ),
             ));
         }
-        Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
     }
 }
 
@@ -256,9 +279,18 @@ impl Tensor {
         check_len("from_half_bits", bits.len(), shape)?;
         let storage = match (dtype, device) {
             (DType::F16, Device::Cpu) => Storage::Cpu(CpuStorage::F16(bits.into_iter().map(f16::from_bits).collect())),
-            (DType::BF16, Device::Cpu) => Storage::Cpu(CpuStorage::BF16(bits.into_iter().map(bf16::from_bits).collect())),
-            (DType::F16 | DType::BF16, Device::Gpu(g)) => Storage::Gpu(g.upload("weights", bytemuck::cast_slice(&bits))?),
-            _ => return Err(Error::shape("from_half_bits", format!("dtype {} is not a half type", dtype.name()))),
+            (DType::BF16, Device::Cpu) => {
+                Storage::Cpu(CpuStorage::BF16(bits.into_iter().map(bf16::from_bits).collect()))
+            }
+            (DType::F16 | DType::BF16, Device::Gpu(g)) => {
+                Storage::Gpu(g.upload("weights", bytemuck::cast_slice(&bits))?)
+            }
+            _ => {
+                return Err(Error::shape(
+                    "from_half_bits",
+                    format!("dtype {} is not a half type", dtype.name()),
+                ))
+            }
         };
         Ok(Tensor::from_storage(storage, shape.to_vec(), dtype, device.clone()))
     }

@@ -35,7 +35,10 @@ fn f32_only(op: &str, t: &Tensor) -> Result<()> {
 }
 
 fn last_dim(op: &str, t: &Tensor) -> Result<usize> {
-    t.shape().last().copied().ok_or_else(|| Error::shape(op, "expected at least one dimension, got a scalar shape []"))
+    t.shape()
+        .last()
+        .copied()
+        .ok_or_else(|| Error::shape(op, "expected at least one dimension, got a scalar shape []"))
 }
 
 impl Tensor {
@@ -61,12 +64,19 @@ impl Tensor {
         if self.numel() != a_len || b.numel() != b_len {
             return Err(Error::shape(
                 op,
-                format!("{spec:?} needs A with {a_len} and B with {b_len} elements, got A {:?} and B {:?}", self.shape(), b.shape()),
+                format!(
+                    "{spec:?} needs A with {a_len} and B with {b_len} elements, got A {:?} and B {:?}",
+                    self.shape(),
+                    b.shape()
+                ),
             ));
         }
         if let Some(bias) = bias {
             if bias.numel() != spec.n {
-                return Err(Error::shape(op, format!("bias {:?} does not match n = {}", bias.shape(), spec.n)));
+                return Err(Error::shape(
+                    op,
+                    format!("bias {:?} does not match n = {}", bias.shape(), spec.n),
+                ));
             }
         }
         self.device().backend().matmul(self, b, bias, act, spec, keep_preact)
@@ -82,9 +92,20 @@ impl Tensor {
     /// Plain 2-D `self [m, k] @ b [k, n]`.
     pub fn matmul(&self, b: &Tensor) -> Result<Tensor> {
         if self.dims() != 2 || b.dims() != 2 || self.dim(1) != b.dim(0) {
-            return Err(Error::shape("matmul", format!("cannot multiply {:?} by {:?}", self.shape(), b.shape())));
+            return Err(Error::shape(
+                "matmul",
+                format!("cannot multiply {:?} by {:?}", self.shape(), b.shape()),
+            ));
         }
-        let spec = MatmulSpec { batch: 1, m: self.dim(0), n: b.dim(1), k: self.dim(1), trans_a: false, trans_b: false, b_shared: false };
+        let spec = MatmulSpec {
+            batch: 1,
+            m: self.dim(0),
+            n: b.dim(1),
+            k: self.dim(1),
+            trans_a: false,
+            trans_b: false,
+            b_shared: false,
+        };
         Ok(self.matmul_spec(b, None, Act::None, &spec, false)?.0)
     }
 
@@ -103,7 +124,10 @@ impl Tensor {
         f32_only(name, self)?;
         f32_only(name, other)?;
         if other.numel() == 0 || self.numel() % other.numel() != 0 || !broadcasts(self.shape(), other.shape()) {
-            return Err(Error::shape(name, format!("cannot broadcast {:?} onto {:?}", other.shape(), self.shape())));
+            return Err(Error::shape(
+                name,
+                format!("cannot broadcast {:?} onto {:?}", other.shape(), self.shape()),
+            ));
         }
         self.device().backend().binary(op, self, other)
     }
@@ -129,14 +153,20 @@ impl Tensor {
     pub fn mul_scalar_tensor(&self, s: &Tensor) -> Result<Tensor> {
         same_device("mul_scalar_tensor", &[self, s])?;
         if s.numel() != 1 {
-            return Err(Error::shape("mul_scalar_tensor", format!("scale must have one element, got {:?}", s.shape())));
+            return Err(Error::shape(
+                "mul_scalar_tensor",
+                format!("scale must have one element, got {:?}", s.shape()),
+            ));
         }
         self.device().backend().mul_scalar_tensor(self, s)
     }
     /// Column sums over all leading dims: [.., cols] -> [cols].
     pub fn sum_rows(&self, cols: usize) -> Result<Tensor> {
         if cols == 0 || self.numel() % cols != 0 {
-            return Err(Error::shape("sum_rows", format!("{:?} is not a multiple of {cols} columns", self.shape())));
+            return Err(Error::shape(
+                "sum_rows",
+                format!("{:?} is not a multiple of {cols} columns", self.shape()),
+            ));
         }
         self.device().backend().sum_rows(self, self.numel() / cols, cols)
     }
@@ -154,7 +184,10 @@ impl Tensor {
         same_device("concat", &[self, other])?;
         let (a, b) = (self.shape(), other.shape());
         if a.len() < 2 || a.len() != b.len() || a[0] != b[0] || a[2..] != b[2..] {
-            return Err(Error::shape("concat", format!("cannot concatenate {a:?} and {b:?} along dim 1")));
+            return Err(Error::shape(
+                "concat",
+                format!("cannot concatenate {a:?} and {b:?} along dim 1"),
+            ));
         }
         let outer = a[0];
         let y = self.device().backend().concat(self, other, outer)?;
@@ -167,10 +200,16 @@ impl Tensor {
     pub fn narrow1(&self, start: usize, len: usize) -> Result<Tensor> {
         let s = self.shape();
         if s.len() < 2 || start + len > s[1] {
-            return Err(Error::shape("narrow", format!("rows {start}..{} out of range for {s:?}", start + len)));
+            return Err(Error::shape(
+                "narrow",
+                format!("rows {start}..{} out of range for {s:?}", start + len),
+            ));
         }
         let inner: usize = s[2..].iter().product();
-        let y = self.device().backend().slice_cols(self, s[0], start * inner, len * inner)?;
+        let y = self
+            .device()
+            .backend()
+            .slice_cols(self, s[0], start * inner, len * inner)?;
         let mut shape = s.to_vec();
         shape[1] = len;
         y.reshape(&shape)
@@ -180,7 +219,10 @@ impl Tensor {
     pub fn gather_rows(&self, ids: &Tensor) -> Result<Tensor> {
         same_device("gather_rows", &[self, ids])?;
         if ids.dtype() != DType::U32 || self.dims() != 2 {
-            return Err(Error::shape("gather_rows", format!("need table [rows, width] and u32 ids, got {self:?} and {ids:?}")));
+            return Err(Error::shape(
+                "gather_rows",
+                format!("need table [rows, width] and u32 ids, got {self:?} and {ids:?}"),
+            ));
         }
         let mut shape = ids.shape().to_vec();
         shape.push(self.dim(1));
@@ -190,9 +232,20 @@ impl Tensor {
     pub fn patchify(&self, patch: usize) -> Result<(Tensor, PatchSpec)> {
         let s = self.shape();
         if s.len() != 4 || patch == 0 || s[2] % patch != 0 || s[3] % patch != 0 {
-            return Err(Error::shape("patchify", format!("images {s:?} must be [batch, channels, h, w] with h and w divisible by the patch size {patch}")));
+            return Err(Error::shape(
+                "patchify",
+                format!(
+                    "images {s:?} must be [batch, channels, h, w] with h and w divisible by the patch size {patch}"
+                ),
+            ));
         }
-        let spec = PatchSpec { batch: s[0], channels: s[1], height: s[2], width: s[3], patch };
+        let spec = PatchSpec {
+            batch: s[0],
+            channels: s[1],
+            height: s[2],
+            width: s[3],
+            patch,
+        };
         Ok((self.device().backend().patchify(self, &spec)?, spec))
     }
 
@@ -200,7 +253,15 @@ impl Tensor {
         same_device("layernorm", &[self, gamma, beta])?;
         let d = last_dim("layernorm", self)?;
         if gamma.numel() != d || beta.numel() != d {
-            return Err(Error::shape("layernorm", format!("x {:?} needs gamma/beta of {d}, got {:?} and {:?}", self.shape(), gamma.shape(), beta.shape())));
+            return Err(Error::shape(
+                "layernorm",
+                format!(
+                    "x {:?} needs gamma/beta of {d}, got {:?} and {:?}",
+                    self.shape(),
+                    gamma.shape(),
+                    beta.shape()
+                ),
+            ));
         }
         self.device().backend().layernorm(self, gamma, beta, eps)
     }
@@ -215,17 +276,35 @@ impl Tensor {
     }
 
     /// Fused multi-head attention on [batch, seq, heads*head_dim] q/k/v.
-    pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> Result<(Tensor, Tensor, AttnSpec)> {
+    pub fn attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        heads: usize,
+        causal: bool,
+    ) -> Result<(Tensor, Tensor, AttnSpec)> {
         same_device("attention", &[q, k, v])?;
         let s = q.shape();
         if s.len() != 3 || k.shape() != s || v.shape() != s || heads == 0 || s[2] % heads != 0 {
             return Err(Error::shape(
                 "attention",
-                format!("q {:?}, k {:?}, v {:?} must all be [batch, seq, heads*head_dim] with {heads} heads", s, k.shape(), v.shape()),
+                format!(
+                    "q {:?}, k {:?}, v {:?} must all be [batch, seq, heads*head_dim] with {heads} heads",
+                    s,
+                    k.shape(),
+                    v.shape()
+                ),
             ));
         }
         let head_dim = s[2] / heads;
-        let spec = AttnSpec { batch: s[0], seq: s[1], heads, head_dim, causal, scale: (head_dim as f32).powf(-0.5) };
+        let spec = AttnSpec {
+            batch: s[0],
+            seq: s[1],
+            heads,
+            head_dim,
+            causal,
+            scale: (head_dim as f32).powf(-0.5),
+        };
         let (o, lse) = q.device().backend().attention(q, k, v, &spec)?;
         Ok((o, lse, spec))
     }
@@ -237,7 +316,10 @@ impl Tensor {
         if i.len() != 2 || t.len() != 2 || i[1] != t[1] || t[0] < i[0] || i[0] == 0 || log_scale.numel() != 1 {
             return Err(Error::shape(
                 "contrastive_loss",
-                format!("need img [b, d], txt [m >= b, d] and a 1-element log scale, got {i:?}, {t:?}, {:?}", log_scale.shape()),
+                format!(
+                    "need img [b, d], txt [m >= b, d] and a 1-element log scale, got {i:?}, {t:?}, {:?}",
+                    log_scale.shape()
+                ),
             ));
         }
         img.device().backend().contrastive_loss(img, txt, log_scale)
@@ -246,16 +328,35 @@ impl Tensor {
     pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
         same_device("cross_entropy", &[logits, labels])?;
         if logits.dims() != 2 || labels.dtype() != DType::U32 || labels.numel() != logits.dim(0) {
-            return Err(Error::shape("cross_entropy", format!("need logits [rows, classes] and u32 labels [rows], got {logits:?} and {labels:?}")));
+            return Err(Error::shape(
+                "cross_entropy",
+                format!("need logits [rows, classes] and u32 labels [rows], got {logits:?} and {labels:?}"),
+            ));
         }
         logits.device().backend().cross_entropy(logits, labels)
     }
 
     /// One AdamW update of `self` (the parameter); returns (param, m, v).
-    pub fn adamw(&self, grad: &Tensor, m: &Tensor, v: &Tensor, spec: &AdamWSpec, grad_scale: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn adamw(
+        &self,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        spec: &AdamWSpec,
+        grad_scale: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         same_device("adamw", &[self, grad, m, v])?;
         if grad.numel() != self.numel() || m.numel() != self.numel() || v.numel() != self.numel() {
-            return Err(Error::shape("adamw", format!("param {:?}, grad {:?}, m {:?}, v {:?} differ", self.shape(), grad.shape(), m.shape(), v.shape())));
+            return Err(Error::shape(
+                "adamw",
+                format!(
+                    "param {:?}, grad {:?}, m {:?}, v {:?} differ",
+                    self.shape(),
+                    grad.shape(),
+                    m.shape(),
+                    v.shape()
+                ),
+            ));
         }
         self.device().backend().adamw(self, grad, m, v, spec, grad_scale)
     }
@@ -277,11 +378,29 @@ fn broadcasts(a: &[usize], b: &[usize]) -> bool {
 pub fn linear_spec(x: &Tensor, w: &Tensor) -> Result<(MatmulSpec, Vec<usize>)> {
     let k = last_dim("linear", x)?;
     if w.dims() != 2 || w.dim(1) != k {
-        return Err(Error::shape("linear", format!("input {:?} does not match weight {:?} (expected [out, {k}])", x.shape(), w.shape())));
+        return Err(Error::shape(
+            "linear",
+            format!(
+                "input {:?} does not match weight {:?} (expected [out, {k}])",
+                x.shape(),
+                w.shape()
+            ),
+        ));
     }
     let n = w.dim(0);
     let m = x.numel() / k;
     let mut out = x.shape().to_vec();
     *out.last_mut().unwrap() = n;
-    Ok((MatmulSpec { batch: 1, m, n, k, trans_a: false, trans_b: true, b_shared: false }, out))
+    Ok((
+        MatmulSpec {
+            batch: 1,
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: true,
+            b_shared: false,
+        },
+        out,
+    ))
 }

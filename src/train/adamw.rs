@@ -22,7 +22,16 @@ pub struct AdamW {
 impl AdamW {
     /// PyTorch defaults (betas 0.9/0.999, eps 1e-8) with the given lr and weight decay.
     pub fn new(lr: f32, weight_decay: f32) -> AdamW {
-        AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, max_grad_norm: None, step: 0, state: HashMap::new() }
+        AdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            max_grad_norm: None,
+            step: 0,
+            state: HashMap::new(),
+        }
     }
 
     /// Update every trainable parameter that has a gradient.
@@ -43,13 +52,26 @@ impl AdamW {
         for p in params.iter_mut().filter(|p| p.trainable) {
             let Some(g) = grads.get(p.id) else { continue };
             if g.numel() != p.value.numel() {
-                return Err(Error::shape("adamw", format!("gradient {:?} does not match parameter '{}' {:?}", g.shape(), p.name, p.value.shape())));
+                return Err(Error::shape(
+                    "adamw",
+                    format!(
+                        "gradient {:?} does not match parameter '{}' {:?}",
+                        g.shape(),
+                        p.name,
+                        p.value.shape()
+                    ),
+                ));
             }
             let (m, v) = match self.state.remove(&p.id) {
                 Some(s) => s,
-                None => (Tensor::zeros(p.value.shape(), p.value.device())?, Tensor::zeros(p.value.shape(), p.value.device())?),
+                None => (
+                    Tensor::zeros(p.value.shape(), p.value.device())?,
+                    Tensor::zeros(p.value.shape(), p.value.device())?,
+                ),
             };
-            let (np, nm, nv) = p.value.adamw(&g.reshape(p.value.shape())?, &m, &v, &spec, scale.as_ref())?;
+            let (np, nm, nv) = p
+                .value
+                .adamw(&g.reshape(p.value.shape())?, &m, &v, &spec, scale.as_ref())?;
             p.value = np;
             self.state.insert(p.id, (nm, nv));
         }

@@ -35,7 +35,10 @@ pub fn randn(shape: &[usize], seed: u64) -> Vec<f32> {
 
 /// The same values on both devices.
 pub fn pair(data: &[f32], shape: &[usize]) -> (Tensor, Tensor) {
-    (Tensor::from_slice(data, shape, &cpu()).unwrap(), Tensor::from_slice(data, shape, &gpu()).unwrap())
+    (
+        Tensor::from_slice(data, shape, &cpu()).unwrap(),
+        Tensor::from_slice(data, shape, &gpu()).unwrap(),
+    )
 }
 
 pub fn rand_pair(shape: &[usize], seed: u64) -> (Tensor, Tensor) {

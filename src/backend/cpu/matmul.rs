@@ -38,10 +38,25 @@ pub fn sgemm(
     if a.len() < a_need || b.len() < b_need || c.len() < c_need {
         return Err(Error::shape(
             "sgemm",
-            format!("m={m} n={n} k={k} needs A >= {a_need}, B >= {b_need}, C >= {c_need} elements; got {}, {}, {}", a.len(), b.len(), c.len()),
+            format!(
+                "m={m} n={n} k={k} needs A >= {a_need}, B >= {b_need}, C >= {c_need} elements; got {}, {}, {}",
+                a.len(),
+                b.len(),
+                c.len()
+            ),
         ));
     }
-    let g = Gemm { m, n, k, alpha, beta, a, trans_a, b, trans_b };
+    let g = Gemm {
+        m,
+        n,
+        k,
+        alpha,
+        beta,
+        a,
+        trans_a,
+        b,
+        trans_b,
+    };
     if parallel {
         g.run_parallel(&mut c[..m * n], |_, _| {});
     } else {
@@ -179,19 +194,40 @@ fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Resul
     let op = "matmul";
     // Checked: a spec from user input must not overflow (a panic in debug builds).
     let prod = |xs: [usize; 3]| xs.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
-    let sizes = (prod([s.batch, s.m, s.k]), prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]), prod([s.batch, s.m, s.n]));
+    let sizes = (
+        prod([s.batch, s.m, s.k]),
+        prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]),
+        prod([s.batch, s.m, s.n]),
+    );
     let (Some(a_need), Some(b_need), Some(c_need)) = sizes else {
         return Err(Error::shape(op, format!("{s:?} overflows the address space")));
     };
     if a.numel() != a_need {
-        return Err(Error::shape(op, format!("A has shape {:?} ({} elements) but {s:?} needs {a_need}", a.shape(), a.numel())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "A has shape {:?} ({} elements) but {s:?} needs {a_need}",
+                a.shape(),
+                a.numel()
+            ),
+        ));
     }
     if b.numel() != b_need {
-        return Err(Error::shape(op, format!("B has shape {:?} ({} elements) but {s:?} needs {b_need}", b.shape(), b.numel())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "B has shape {:?} ({} elements) but {s:?} needs {b_need}",
+                b.shape(),
+                b.numel()
+            ),
+        ));
     }
     if let Some(bias) = bias {
         if bias.numel() != s.n {
-            return Err(Error::shape(op, format!("bias has shape {:?} but n = {}", bias.shape(), s.n)));
+            return Err(Error::shape(
+                op,
+                format!("bias has shape {:?} but n = {}", bias.shape(), s.n),
+            ));
         }
     }
     Ok(c_need)
@@ -226,7 +262,17 @@ pub fn matmul(
     let mut pre = if keep { vec![0.0f32; total] } else { Vec::new() };
     let (m, n, k) = (s.m, s.n, s.k);
     fn gemm<'a>(a: &'a [f32], b: &'a [f32], m: usize, s: &MatmulSpec) -> Gemm<'a> {
-        Gemm { m, n: s.n, k: s.k, alpha: 1.0, beta: 0.0, a, trans_a: s.trans_a, b, trans_b: s.trans_b }
+        Gemm {
+            m,
+            n: s.n,
+            k: s.k,
+            alpha: 1.0,
+            beta: 0.0,
+            a,
+            trans_a: s.trans_a,
+            b,
+            trans_b: s.trans_b,
+        }
     }
 
     if total > 0 {
@@ -259,17 +305,30 @@ pub fn matmul(
             let threads = rayon::current_num_threads();
             // Small per-batch GEMMs (attention heads) go one per thread; a few large ones
             // that would leave cores idle are split internally instead.
-            let per_batch = s.batch >= threads && (s.batch % threads == 0 || s.batch >= 4 * threads || m.saturating_mul(n).saturating_mul(k) < 1 << 21);
+            let per_batch = s.batch >= threads
+                && (s.batch % threads == 0
+                    || s.batch >= 4 * threads
+                    || m.saturating_mul(n).saturating_mul(k) < 1 << 21);
             if keep {
                 if per_batch {
-                    pre.par_chunks_mut(c_sz).zip(out.par_chunks_mut(c_sz)).enumerate().for_each(|(i, (c, o))| one(i, c, Some(o), false));
+                    pre.par_chunks_mut(c_sz)
+                        .zip(out.par_chunks_mut(c_sz))
+                        .enumerate()
+                        .for_each(|(i, (c, o))| one(i, c, Some(o), false));
                 } else {
-                    pre.chunks_mut(c_sz).zip(out.chunks_mut(c_sz)).enumerate().for_each(|(i, (c, o))| one(i, c, Some(o), true));
+                    pre.chunks_mut(c_sz)
+                        .zip(out.chunks_mut(c_sz))
+                        .enumerate()
+                        .for_each(|(i, (c, o))| one(i, c, Some(o), true));
                 }
             } else if per_batch {
-                out.par_chunks_mut(c_sz).enumerate().for_each(|(i, c)| one(i, c, None, false));
+                out.par_chunks_mut(c_sz)
+                    .enumerate()
+                    .for_each(|(i, c)| one(i, c, None, false));
             } else {
-                out.chunks_mut(c_sz).enumerate().for_each(|(i, c)| one(i, c, None, true));
+                out.chunks_mut(c_sz)
+                    .enumerate()
+                    .for_each(|(i, c)| one(i, c, None, true));
             }
         }
     }

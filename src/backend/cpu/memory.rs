@@ -11,7 +11,12 @@ use crate::tensor::{numel, CpuStorage, DType, Storage, Tensor};
 
 /// A CPU tensor owning `data` with `shape`.
 pub fn wrap(data: Vec<f32>, shape: &[usize]) -> Tensor {
-    Tensor::from_storage(Storage::Cpu(CpuStorage::F32(data)), shape.to_vec(), DType::F32, Device::Cpu)
+    Tensor::from_storage(
+        Storage::Cpu(CpuStorage::F32(data)),
+        shape.to_vec(),
+        DType::F32,
+        Device::Cpu,
+    )
 }
 
 /// The tensor's values as f32: borrowed when stored as f32, converted otherwise.
@@ -36,7 +41,12 @@ pub fn from_f32(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
 }
 
 pub fn from_u32(data: Vec<u32>, shape: &[usize]) -> Result<Tensor> {
-    Ok(Tensor::from_storage(Storage::Cpu(CpuStorage::U32(data)), shape.to_vec(), DType::U32, Device::Cpu))
+    Ok(Tensor::from_storage(
+        Storage::Cpu(CpuStorage::U32(data)),
+        shape.to_vec(),
+        DType::U32,
+        Device::Cpu,
+    ))
 }
 
 pub fn fill(shape: &[usize], value: f32) -> Result<Tensor> {
@@ -62,5 +72,10 @@ pub fn cast(t: &Tensor, dtype: DType) -> Result<Tensor> {
         DType::BF16 => CpuStorage::BF16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
         DType::U32 => unreachable!(),
     };
-    Ok(Tensor::from_storage(Storage::Cpu(st), t.shape().to_vec(), dtype, Device::Cpu))
+    Ok(Tensor::from_storage(
+        Storage::Cpu(st),
+        t.shape().to_vec(),
+        dtype,
+        Device::Cpu,
+    ))
 }

@@ -3,6 +3,7 @@
 //! cores. Row reductions accumulate in f64 lanes: this backend is the oracle the
 //! WGSL kernels are tested against, and the extra cost is lost in memory traffic.
 //! WGSL twin: src/backend/wgpu/norms.rs + shaders/norms.wgsl.
+use super::activation::exp_fast;
 use rayon::prelude::*;
 
 use super::memory::{f32s, wrap};
@@ -110,36 +111,6 @@ fn ln_bwd_sums(dy: &[f32], x: &[f32], g: &[f32], m: f32, rs: f32) -> (f64, f64) 
         (sa[0] + sa[1]) + (sa[2] + sa[3]) + ta,
         (sb[0] + sb[1]) + (sb[2] + sb[3]) + tb,
     )
-}
-
-/// e^x to ~1 ulp (Cephes expf polynomial) in plain arithmetic that auto-vectorises:
-/// 3x faster than libm's `expf` here. For x <= 88 (softmax passes x - max <= 0).
-/// Exactly 0 below e^-87 (masked -inf logits stay 0); NaN stays NaN.
-#[inline(always)]
-fn exp_vec(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5 * 2^23 rounds to the nearest integer without an SSE4.1 round.
-    const ROUND: f32 = 12_582_912.0;
-    let xc = x.clamp(-87.33654, 88.0);
-    let t = xc * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let mut q = 1.987_569_2e-4f32;
-    q = q * r + 1.398_199_9e-3;
-    q = q * r + 8.333_452e-3;
-    q = q * r + 4.166_579_6e-2;
-    q = q * r + 1.666_666_5e-1;
-    q = q * r + 0.5;
-    let e = q * r * r + r + 1.0;
-    // t's low mantissa bits hold n: no float-to-int conversion (that would not vectorise).
-    let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
-    if x < -87.33654 {
-        0.0
-    } else {
-        e * scale
-    }
 }
 
 fn row_max(a: &[f32]) -> f32 {
@@ -303,7 +274,7 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
             let m = row_max(xr);
             // Separate loops: a running sum in the exp loop would keep it scalar.
             for (o, &v) in yr.iter_mut().zip(xr) {
-                *o = exp_vec(v - m);
+                *o = exp_fast(v - m);
             }
             let inv = (1.0 / sum1(yr, |v| v)) as f32;
             yr.iter_mut().for_each(|o| *o *= inv);

@@ -264,7 +264,10 @@ impl GpuBackend {
     }
 
     fn wrap(&self, buf: wgpu::Buffer) -> GpuStorage {
-        GpuStorage { buf: Some(buf), pool: self.pool.clone() }
+        GpuStorage {
+            buf: Some(buf),
+            pool: self.pool.clone(),
+        }
     }
 
     /// Upload bytes into a fresh buffer (never a pooled one: see module docs).
@@ -312,7 +315,13 @@ pub fn grid_1d(n: usize, per_group: usize) -> [u32; 3] {
 }
 
 impl GpuBackend {
-    fn pipeline(&self, src: &'static str, entry: &'static str, n_in: usize, n_out: usize) -> Result<Arc<wgpu::ComputePipeline>> {
+    fn pipeline(
+        &self,
+        src: &'static str,
+        entry: &'static str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
         let key = (src.as_ptr() as usize, entry);
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
@@ -393,7 +402,9 @@ impl GpuBackend {
         groups: [u32; 3],
     ) -> Result<()> {
         if groups.iter().any(|&g| g > MAX_GROUPS) {
-            return Err(Error::limit(format!("{entry}: workgroup grid {groups:?} exceeds {MAX_GROUPS} per dimension")));
+            return Err(Error::limit(format!(
+                "{entry}: workgroup grid {groups:?} exceeds {MAX_GROUPS} per dimension"
+            )));
         }
         let pipeline = self.pipeline(src, entry, inputs.len(), outputs.len())?;
         let mut bytes = bytemuck::bytes_of(params).to_vec();
@@ -403,9 +414,15 @@ impl GpuBackend {
             contents: &bytes,
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: ubuf.as_entire_binding(),
+        }];
         for (i, s) in inputs.iter().chain(outputs.iter()).enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: s.buffer().as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1 + i as u32,
+                resource: s.buffer().as_entire_binding(),
+            });
         }
         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
@@ -413,11 +430,15 @@ impl GpuBackend {
             entries: &entries,
         });
         let mut pending = self.pending.lock().unwrap();
-        let enc = pending
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        let enc = pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(entry),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -448,7 +469,10 @@ impl GpuBackend {
     pub fn wait(&self) -> Result<()> {
         self.flush();
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map_err(|e| Error::device(format!("waiting for the GPU: {e}")))?;
         self.check_errors("waiting for the GPU")
     }
@@ -467,9 +491,10 @@ impl GpuBackend {
         });
         {
             let mut pending = self.pending.lock().unwrap();
-            let enc = pending
-                .encoder
-                .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+            let enc = pending.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            });
             enc.copy_buffer_to_buffer(src.buffer(), 0, &staging, 0, size);
             self.submit_locked(&mut pending);
         }
@@ -478,7 +503,10 @@ impl GpuBackend {
             let _ = tx.send(r);
         });
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map_err(|e| Error::device(format!("reading back from the GPU: {e}")))?;
         rx.recv()
             .map_err(|e| Error::device(format!("reading back from the GPU: {e}")))?

@@ -35,19 +35,40 @@ fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Resul
     let op = "matmul";
     // Checked: a spec from user input must not overflow (a panic in debug builds).
     let prod = |xs: [usize; 3]| xs.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
-    let sizes = (prod([s.batch, s.m, s.k]), prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]), prod([s.batch, s.m, s.n]));
+    let sizes = (
+        prod([s.batch, s.m, s.k]),
+        prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]),
+        prod([s.batch, s.m, s.n]),
+    );
     let (Some(a_need), Some(b_need), Some(c_need)) = sizes else {
         return Err(Error::shape(op, format!("{s:?} overflows the address space")));
     };
     if a.numel() != a_need {
-        return Err(Error::shape(op, format!("A has shape {:?} ({} elements) but {s:?} needs {a_need}", a.shape(), a.numel())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "A has shape {:?} ({} elements) but {s:?} needs {a_need}",
+                a.shape(),
+                a.numel()
+            ),
+        ));
     }
     if b.numel() != b_need {
-        return Err(Error::shape(op, format!("B has shape {:?} ({} elements) but {s:?} needs {b_need}", b.shape(), b.numel())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "B has shape {:?} ({} elements) but {s:?} needs {b_need}",
+                b.shape(),
+                b.numel()
+            ),
+        ));
     }
     if let Some(bias) = bias {
         if bias.numel() != s.n {
-            return Err(Error::shape(op, format!("bias has shape {:?} but n = {}", bias.shape(), s.n)));
+            return Err(Error::shape(
+                op,
+                format!("bias has shape {:?} but n = {}", bias.shape(), s.n),
+            ));
         }
     }
     for (name, t) in [("A", Some(a)), ("B", Some(b)), ("bias", bias)] {
@@ -60,7 +81,9 @@ fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Resul
     // Flat u32 indices in the shader.
     let biggest = c_need.max(a_need).max(b_need);
     if biggest > u32::MAX as usize {
-        return Err(Error::limit(format!("matmul: {s:?} has more than 2^32 elements in one operand")));
+        return Err(Error::limit(format!(
+            "matmul: {s:?} has more than 2^32 elements in one operand"
+        )));
     }
     Ok(())
 }
@@ -77,10 +100,18 @@ pub fn matmul(
     let op = "matmul";
     check(a, b, bias, spec)?;
     let s = *spec;
-    let shape = if s.batch == 1 { vec![s.m, s.n] } else { vec![s.batch, s.m, s.n] };
+    let shape = if s.batch == 1 {
+        vec![s.m, s.n]
+    } else {
+        vec![s.batch, s.m, s.n]
+    };
     let keep = keep_preact && act != Act::None;
     let out = g.empty(op, &shape, DType::F32)?;
-    let pre = if keep { Some(g.empty(op, &shape, DType::F32)?) } else { None };
+    let pre = if keep {
+        Some(g.empty(op, &shape, DType::F32)?)
+    } else {
+        None
+    };
     if out.numel() == 0 {
         return Ok((out, pre));
     }
@@ -96,12 +127,17 @@ pub fn matmul(
     let tiles_n = s.n.div_ceil(TILE);
     let total = tiles_m * s.batch;
     if tiles_n > MAX_GROUPS as usize {
-        return Err(Error::limit(format!("matmul: n = {} needs {tiles_n} workgroups along x (max {MAX_GROUPS})", s.n)));
+        return Err(Error::limit(format!(
+            "matmul: n = {} needs {tiles_n} workgroups along x (max {MAX_GROUPS})",
+            s.n
+        )));
     }
     let gy = total.min(MAX_GROUPS as usize);
     let gz = total.div_ceil(gy);
     if gz > MAX_GROUPS as usize {
-        return Err(Error::limit(format!("matmul: {s:?} needs more than {MAX_GROUPS}^2 row-tile workgroups")));
+        return Err(Error::limit(format!(
+            "matmul: {s:?} needs more than {MAX_GROUPS}^2 row-tile workgroups"
+        )));
     }
     let params = Params {
         m: s.m as u32,
@@ -126,7 +162,14 @@ pub fn matmul(
     let inputs = [a_st, b.gpu(op)?, bias_st];
     let groups = [tiles_n as u32, gy as u32, gz as u32];
     match &pre {
-        Some(p) => g.dispatch(WGSL, "matmul_preact", &params, &inputs, &[out.gpu(op)?, p.gpu(op)?], groups)?,
+        Some(p) => g.dispatch(
+            WGSL,
+            "matmul_preact",
+            &params,
+            &inputs,
+            &[out.gpu(op)?, p.gpu(op)?],
+            groups,
+        )?,
         None => g.dispatch(WGSL, "matmul", &params, &inputs, &[out.gpu(op)?], groups)?,
     }
     Ok((out, pre))

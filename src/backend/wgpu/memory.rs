@@ -17,7 +17,12 @@ struct Params {
 
 fn upload(g: &GpuBackend, op: &str, bytes: &[u8], shape: &[usize], dtype: DType) -> Result<Tensor> {
     let st = g.upload(op, bytes)?;
-    Ok(Tensor::from_storage(Storage::Gpu(st), shape.to_vec(), dtype, g.as_device()))
+    Ok(Tensor::from_storage(
+        Storage::Gpu(st),
+        shape.to_vec(),
+        dtype,
+        g.as_device(),
+    ))
 }
 
 pub fn from_f32(g: &GpuBackend, data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
@@ -31,7 +36,14 @@ pub fn from_u32(g: &GpuBackend, data: Vec<u32>, shape: &[usize]) -> Result<Tenso
 pub fn fill(g: &GpuBackend, shape: &[usize], value: f32) -> Result<Tensor> {
     let out = g.empty("fill", shape, DType::F32)?;
     let n = numel(shape);
-    g.dispatch(WGSL, "fill", &Params { n: n as u32, value }, &[], &[out.gpu("fill")?], grid_1d(n, 256))?;
+    g.dispatch(
+        WGSL,
+        "fill",
+        &Params { n: n as u32, value },
+        &[],
+        &[out.gpu("fill")?],
+        grid_1d(n, 256),
+    )?;
     Ok(out)
 }
 
@@ -40,8 +52,14 @@ pub fn to_vec_f32(g: &GpuBackend, t: &Tensor) -> Result<Vec<f32>> {
     let bytes = g.read_bytes(t.gpu("to_vec")?, n * t.dtype().size())?;
     Ok(match t.dtype() {
         DType::F32 => bytemuck::cast_slice(&bytes).to_vec(),
-        DType::F16 => bytemuck::cast_slice::<u8, f16>(&bytes).iter().map(|x| x.to_f32()).collect(),
-        DType::BF16 => bytemuck::cast_slice::<u8, bf16>(&bytes).iter().map(|x| x.to_f32()).collect(),
+        DType::F16 => bytemuck::cast_slice::<u8, f16>(&bytes)
+            .iter()
+            .map(|x| x.to_f32())
+            .collect(),
+        DType::BF16 => bytemuck::cast_slice::<u8, bf16>(&bytes)
+            .iter()
+            .map(|x| x.to_f32())
+            .collect(),
         DType::U32 => return Err(Error::shape("to_vec", format!("expected a float tensor, got {t:?}"))),
     })
 }
@@ -68,7 +86,17 @@ pub fn cast(g: &GpuBackend, t: &Tensor, dtype: DType) -> Result<Tensor> {
     let out = g.empty("cast", t.shape(), dtype)?;
     // Packing kernels run one invocation per output word (two halves).
     let items = if dtype == DType::F32 { n } else { n.div_ceil(2) };
-    g.dispatch(WGSL, entry, &Params { n: n as u32, value: 0.0 }, &[t.gpu("cast")?], &[out.gpu("cast")?], grid_1d(items, 256))?;
+    g.dispatch(
+        WGSL,
+        entry,
+        &Params {
+            n: n as u32,
+            value: 0.0,
+        },
+        &[t.gpu("cast")?],
+        &[out.gpu("cast")?],
+        grid_1d(items, 256),
+    )?;
     Ok(out)
 }
 

@@ -41,7 +41,15 @@ impl Backend for GpuBackend {
     fn cast(&self, t: &Tensor, dtype: DType) -> Result<Tensor> {
         memory::cast(self, t, dtype)
     }
-    fn matmul(&self, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, act: Act, spec: &MatmulSpec, keep_preact: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn matmul(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        act: Act,
+        spec: &MatmulSpec,
+        keep_preact: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         matmul::matmul(self, a, b, bias, act, spec, keep_preact)
     }
     fn act(&self, x: &Tensor, act: Act) -> Result<Tensor> {
@@ -89,7 +97,15 @@ impl Backend for GpuBackend {
     fn layernorm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
         norms::layernorm(self, x, gamma, beta, eps)
     }
-    fn layernorm_bwd(&self, dy: &Tensor, x: &Tensor, gamma: &Tensor, mean: &Tensor, rstd: &Tensor, param_grads: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+    fn layernorm_bwd(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        gamma: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+        param_grads: bool,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
         norms::layernorm_bwd(self, dy, x, gamma, mean, rstd, param_grads)
     }
     fn softmax(&self, x: &Tensor) -> Result<Tensor> {
@@ -107,13 +123,30 @@ impl Backend for GpuBackend {
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec) -> Result<(Tensor, Tensor)> {
         attention::attention(self, q, k, v, spec)
     }
-    fn attention_bwd(&self, dout: &Tensor, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, lse: &Tensor, spec: &AttnSpec) -> Result<(Tensor, Tensor, Tensor)> {
+    fn attention_bwd(
+        &self,
+        dout: &Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        spec: &AttnSpec,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         attention::attention_bwd(self, dout, q, k, v, out, lse, spec)
     }
     fn contrastive_loss(&self, img: &Tensor, txt: &Tensor, log_scale: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         contrastive_loss::contrastive_loss(self, img, txt, log_scale)
     }
-    fn contrastive_loss_bwd(&self, img: &Tensor, txt: &Tensor, log_scale: &Tensor, lse_img: &Tensor, lse_txt: &Tensor, dloss: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    fn contrastive_loss_bwd(
+        &self,
+        img: &Tensor,
+        txt: &Tensor,
+        log_scale: &Tensor,
+        lse_img: &Tensor,
+        lse_txt: &Tensor,
+        dloss: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         contrastive_loss::contrastive_loss_bwd(self, img, txt, log_scale, lse_img, lse_txt, dloss)
     }
     fn cross_entropy(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -122,7 +155,15 @@ impl Backend for GpuBackend {
     fn cross_entropy_bwd(&self, logits: &Tensor, labels: &Tensor, lse: &Tensor, dloss: &Tensor) -> Result<Tensor> {
         contrastive_loss::cross_entropy_bwd(self, logits, labels, lse, dloss)
     }
-    fn adamw(&self, param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, spec: &AdamWSpec, grad_scale: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
+    fn adamw(
+        &self,
+        param: &Tensor,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        spec: &AdamWSpec,
+        grad_scale: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         optim::adamw(self, param, grad, m, v, spec, grad_scale)
     }
     fn clip_coef(&self, sumsq: &Tensor, max_norm: f32) -> Result<Tensor> {

@@ -1,0 +1,85 @@
+//! Writing safetensors files atomically (temp file + rename): embeddings, adapters,
+//! checkpoints. Reading goes through `clip::weights` (memory-mapped).
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// Write `tensors` (name, tensor) to `path` as safetensors; f32 tensors are written as
+/// F32, f16/bf16 as themselves, u32 as U32. Never leaves a half-written file.
+pub fn write_safetensors(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
+    let mut header = String::from("{");
+    let mut blobs: Vec<Vec<u8>> = vec![];
+    let mut offset = 0usize;
+    for (i, (name, t)) in tensors.iter().enumerate() {
+        let (dtype, bytes): (&str, Vec<u8>) = match t.dtype() {
+            DType::F32 => ("F32", bytemuck::cast_slice(&t.to_vec()?).to_vec()),
+            DType::U32 => ("U32", bytemuck::cast_slice(&t.to_vec_u32()?).to_vec()),
+            DType::F16 => (
+                "F16",
+                t.to_vec()?
+                    .iter()
+                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                    .collect(),
+            ),
+            DType::BF16 => (
+                "BF16",
+                t.to_vec()?
+                    .iter()
+                    .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                    .collect(),
+            ),
+        };
+        let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+        if i > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!(
+            "\"{}\":{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
+            name.replace('\\', "\\\\").replace('"', "\\\""),
+            shape.join(","),
+            offset + bytes.len()
+        ));
+        offset += bytes.len();
+        blobs.push(bytes);
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for b in blobs {
+        out.extend_from_slice(&b);
+    }
+    write_atomic(path, &out)
+}
+
+/// Write bytes to `path` through a temporary file in the same directory + rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path.display(), e));
+    }
+    Ok(())
+}
