@@ -491,7 +491,8 @@ fn precompute_coeffs(in_size: usize, out_size: usize, outputs: std::ops::Range<u
 }
 
 /// PIL's `clip8`. The sums fit i32 as in PIL's C `int`: the positive bicubic weights of an
-/// output add up to at most 1.125, so |sum| < 255 * 1.125 * 2^22 + 2^21 < 2^31.
+/// output add up to about 1.125 at most (2.0 would be needed to overflow), so
+/// |sum| <= 255 * 1.125 * 2^22 + 2^21 < 2^31.
 #[inline]
 fn clip8(ss: i32) -> u8 {
     (ss >> PRECISION_BITS).clamp(0, 255) as u8

@@ -270,25 +270,51 @@ impl GpuBackend {
         }
     }
 
-    /// Upload bytes into a fresh buffer (never a pooled one: see module docs).
+    /// Upload bytes. A pooled buffer of the right class is refilled by a copy recorded
+    /// in the pending encoder (so it runs after queued work that still reads the
+    /// buffer's old contents; `queue.write_buffer` would jump ahead of it); otherwise a
+    /// fresh buffer is created with the contents. Steady-state training loops that
+    /// upload a batch each step therefore do not grow device memory.
     pub fn upload(&self, op: &str, bytes: &[u8]) -> Result<GpuStorage> {
         self.check_binding(op, bytes.len() as u64)?;
+        let class = size_class(bytes.len() as u64);
+        let copy_len = (bytes.len() as u64).div_ceil(4) * 4;
         let mut padded;
         let mut data = bytes;
-        let class = size_class(bytes.len() as u64) as usize;
-        if class != bytes.len() {
-            padded = vec![0u8; class];
+        if copy_len as usize != bytes.len() {
+            padded = vec![0u8; copy_len as usize];
             padded[..bytes.len()].copy_from_slice(bytes);
             data = &padded;
         }
+        let reused = self.pool.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
+        if let Some(buf) = reused {
+            if copy_len > 0 {
+                let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(op),
+                    contents: data,
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                });
+                let mut pending = self.pending.lock().unwrap();
+                let enc = pending.encoder.get_or_insert_with(|| {
+                    self.device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+                });
+                enc.copy_buffer_to_buffer(&staging, 0, &buf, 0, copy_len);
+                pending.count += 1;
+            }
+            self.stats.lock().unwrap().pool_hits += 1;
+            return Ok(self.wrap(buf));
+        }
+        let mut full = vec![0u8; class as usize];
+        full[..data.len()].copy_from_slice(data);
         let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(op),
-            contents: data,
+            contents: &full,
             usage: Self::usage(),
         });
         {
             let mut st = self.stats.lock().unwrap();
-            st.bytes_live += class as u64;
+            st.bytes_live += class;
             st.bytes_peak = st.bytes_peak.max(st.bytes_live);
         }
         Ok(self.wrap(buf))
