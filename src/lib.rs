@@ -41,10 +41,13 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod adapt;
 pub mod autograd;
 pub mod backend;
 pub mod clip;
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod nn;
 pub mod selfcheck;
 pub mod tensor;

@@ -9,6 +9,7 @@
 //! Where things are: the CPU twin of kernel family `X` is `cpu/X.rs`, its GPU launch
 //! code `wgpu/X.rs`, its WGSL `shaders/X.wgsl`, its cross-backend test
 //! `tests/kernel_X.rs`.
+pub(crate) mod checks;
 pub mod cpu;
 pub mod wgpu;
 

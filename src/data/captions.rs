@@ -124,7 +124,11 @@ fn merge_rows(base: &Path, rows: Vec<Row>) -> (Vec<CaptionRecord>, Vec<usize>) {
     for row in rows {
         let image = resolve(base, &row.image);
         let i = *index.entry(image.clone()).or_insert_with(|| {
-            records.push(CaptionRecord { image, captions: Vec::new(), negatives: Vec::new() });
+            records.push(CaptionRecord {
+                image,
+                captions: Vec::new(),
+                negatives: Vec::new(),
+            });
             lines.push(row.line);
             records.len() - 1
         });
@@ -226,7 +230,11 @@ fn accepted_names() -> String {
 
 /// Map the header's columns; errors name the file and list what was found and accepted.
 fn header_columns(path: &Path, line: usize, header: &[String]) -> Result<Vec<Column>> {
-    let found = header.iter().map(|h| format!("'{}'", h.trim())).collect::<Vec<_>>().join(", ");
+    let found = header
+        .iter()
+        .map(|h| format!("'{}'", h.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let at = format!("{}:{line}", path.display());
     let mut cols = Vec::with_capacity(header.len());
     let mut unknown = Vec::new();
@@ -280,7 +288,12 @@ fn table_rows(path: &Path, records: Vec<(usize, Vec<String>)>) -> Result<Vec<Row
                 cols.len()
             )));
         }
-        let mut row = Row { line, image: String::new(), captions: Vec::new(), negatives: Vec::new() };
+        let mut row = Row {
+            line,
+            image: String::new(),
+            captions: Vec::new(),
+            negatives: Vec::new(),
+        };
         for (i, col) in cols.iter().enumerate() {
             let value = fields.get(i).map(|s| s.trim()).unwrap_or("");
             match col {
@@ -396,9 +409,16 @@ fn jsonl_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
         let value: serde_json::Value =
             serde_json::from_str(l).map_err(|e| Error::invalid(format!("{at}: not valid JSON: {e}")))?;
         let serde_json::Value::Object(obj) = value else {
-            return Err(Error::invalid(format!("{at}: expected a JSON object like {{\"image\": ..., \"caption\": ...}}")));
+            return Err(Error::invalid(format!(
+                "{at}: expected a JSON object like {{\"image\": ..., \"caption\": ...}}"
+            )));
         };
-        let mut row = Row { line, image: String::new(), captions: Vec::new(), negatives: Vec::new() };
+        let mut row = Row {
+            line,
+            image: String::new(),
+            captions: Vec::new(),
+            negatives: Vec::new(),
+        };
         let mut seen: Vec<Column> = Vec::new();
         for (key, v) in &obj {
             let Some(col) = column_of(key) else {
@@ -421,7 +441,11 @@ fn jsonl_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
                     serde_json::Value::String(_) => {
                         return Err(Error::invalid(format!("{at}: the image field is empty")))
                     }
-                    _ => return Err(Error::invalid(format!("{at}: '{key}' must be a string (the image path)"))),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "{at}: '{key}' must be a string (the image path)"
+                        )))
+                    }
                 },
                 Column::Caption => {
                     row.captions = string_list(v, &at, key, false)?;
@@ -455,7 +479,11 @@ fn jsonl_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
 fn string_list(v: &serde_json::Value, at: &str, key: &str, split_bar: bool) -> Result<Vec<String>> {
     match v {
         serde_json::Value::String(s) if split_bar => Ok(split_negatives(s)),
-        serde_json::Value::String(s) => Ok(if s.trim().is_empty() { vec![] } else { vec![s.trim().to_string()] }),
+        serde_json::Value::String(s) => Ok(if s.trim().is_empty() {
+            vec![]
+        } else {
+            vec![s.trim().to_string()]
+        }),
         serde_json::Value::Null if split_bar => Ok(vec![]),
         serde_json::Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -471,6 +499,8 @@ fn string_list(v: &serde_json::Value, at: &str, key: &str, split_bar: bool) -> R
             }
             Ok(out)
         }
-        _ => Err(Error::invalid(format!("{at}: '{key}' must be a string or an array of strings"))),
+        _ => Err(Error::invalid(format!(
+            "{at}: '{key}' must be a string or an array of strings"
+        ))),
     }
 }

@@ -148,14 +148,23 @@ pub fn load_class_folders(root: &Path, classes_file: Option<&Path>) -> Result<La
         None => folders.iter().map(|(n, _)| folder_to_class_name(n)).collect(),
         Some(file) => read_classes_file(file, &folders)?,
     };
-    Ok(LabeledImages { images, labels, classes })
+    Ok(LabeledImages {
+        images,
+        labels,
+        classes,
+    })
 }
 
 fn read_classes_file(file: &Path, folders: &[(String, PathBuf)]) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::io(file.display(), format!("cannot read classes file: {e}")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
     if names.len() != folders.len() {
         let listed: Vec<&str> = folders.iter().map(|(n, _)| n.as_str()).collect();
         return Err(Error::invalid(format!(

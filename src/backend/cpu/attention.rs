@@ -10,6 +10,7 @@ use super::activation::exp_fast;
 use rayon::prelude::*;
 
 use super::memory::{f32s, wrap};
+use crate::backend::checks::attn_numel;
 use crate::backend::AttnSpec;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -56,21 +57,6 @@ fn dims(op: &str, spec: &AttnSpec) -> Result<Dims> {
         n,
         nl,
     })
-}
-
-/// Err unless `t` has exactly `want` elements.
-fn check_numel(op: &str, name: &str, t: &Tensor, want: usize, spec: &AttnSpec) -> Result<()> {
-    if t.numel() != want {
-        return Err(Error::shape(
-            op,
-            format!(
-                "{name} has shape {:?} ({} elements) but spec {spec:?} needs {want}",
-                t.shape(),
-                t.numel()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// `C = alpha * A B + beta * C` for strided row-major views, bounds-checked so that a
@@ -166,9 +152,7 @@ fn interleave_heads(tmp: &[f32], d: &Dims) -> Vec<f32> {
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec) -> Result<(Tensor, Tensor)> {
     const OP: &str = "attention";
     let d = dims(OP, spec)?;
-    for (name, t) in [("q", q), ("k", k), ("v", v)] {
-        check_numel(OP, name, t, d.n, spec)?;
-    }
+    attn_numel(OP, spec, d.n, &[("q", q), ("k", k), ("v", v)])?;
     let (qs, ks, vs) = (f32s(q, OP)?, f32s(k, OP)?, f32s(v, OP)?);
     let mut o_tmp = vec![0.0f32; d.n];
     let mut lse = vec![0.0f32; d.nl];
@@ -224,10 +208,9 @@ pub fn attention_bwd(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "attention_bwd";
     let d = dims(OP, spec)?;
-    for (name, t) in [("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out)] {
-        check_numel(OP, name, t, d.n, spec)?;
-    }
-    check_numel(OP, "lse", lse, d.nl, spec)?;
+    let like_q = [("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out)];
+    attn_numel(OP, spec, d.n, &like_q)?;
+    attn_numel(OP, spec, d.nl, &[("lse", lse)])?;
     let (dos, qs, ks, vs, os, ls) = (
         f32s(dout, OP)?,
         f32s(q, OP)?,

@@ -8,29 +8,12 @@ use rayon::prelude::*;
 
 use super::matmul::sgemm;
 use super::memory::{f32s, u32s, wrap};
+use crate::backend::checks::{check_len, contrastive_dims, one_element};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Columns per task when reducing logit columns (texts over images).
 const COL_BLOCK: usize = 64;
-
-/// (b, m, d) of img [b, d] and txt [m, d >= 1], m >= b >= 1, plus a 1-element log scale.
-fn contrastive_dims(op: &str, img: &Tensor, txt: &Tensor, log_scale: &Tensor) -> Result<(usize, usize, usize)> {
-    let (i, t) = (img.shape(), txt.shape());
-    if i.len() != 2 || t.len() != 2 || i[1] != t[1] || i[0] == 0 || i[1] == 0 || t[0] < i[0] {
-        return Err(Error::shape(
-            op,
-            format!("need img [b, d] and txt [m >= b, d] with b, d >= 1, got img {i:?} and txt {t:?}"),
-        ));
-    }
-    if log_scale.numel() != 1 {
-        return Err(Error::shape(
-            op,
-            format!("log_scale must have one element, got {:?}", log_scale.shape()),
-        ));
-    }
-    Ok((i[0], t[0], i[1]))
-}
 
 /// (rows, classes) of logits [rows, classes >= 1] with labels [rows].
 fn ce_dims(op: &str, logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
@@ -49,23 +32,8 @@ fn ce_dims(op: &str, logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)>
 }
 
 fn one(op: &str, what: &str, t: &Tensor) -> Result<f32> {
-    if t.numel() != 1 {
-        return Err(Error::shape(
-            op,
-            format!("{what} must have one element, got {:?}", t.shape()),
-        ));
-    }
+    one_element(op, what, t)?;
     Ok(f32s(t, op)?[0])
-}
-
-fn check_len(op: &str, what: &str, t: &Tensor, n: usize) -> Result<()> {
-    if t.numel() != n {
-        return Err(Error::shape(
-            op,
-            format!("{what} must have {n} elements, got {:?}", t.shape()),
-        ));
-    }
-    Ok(())
 }
 
 /// log(sum(exp(row))) with the max subtracted first.

@@ -6,6 +6,10 @@ use rayon::prelude::*;
 
 use super::activation::{act_apply, act_grad};
 use super::memory::{f32s, u32s, wrap};
+use crate::backend::checks::{
+    check_act_bwd, check_mul_scalar, check_patch, check_repeat, check_sum_rows, concat_widths, prod, scatter_width,
+    slice_cols_inner, table_dims,
+};
 use crate::backend::{Act, BinaryOp, PatchSpec};
 use crate::error::{Error, Result};
 use crate::tensor::{CpuStorage, Tensor};
@@ -17,12 +21,6 @@ const CHUNK: usize = 1 << 14;
 /// Rows per rayon task for kernels that work row by row.
 fn rows_per_task(row_len: usize) -> usize {
     (CHUNK / row_len.max(1)).max(1)
-}
-
-fn prod(op: &str, dims: &[usize]) -> Result<usize> {
-    dims.iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| Error::shape(op, format!("size {dims:?} overflows")))
 }
 
 fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
@@ -57,12 +55,7 @@ pub fn act(x: &Tensor, act: Act) -> Result<Tensor> {
 }
 
 pub fn act_bwd(dy: &Tensor, x: &Tensor, act: Act) -> Result<Tensor> {
-    if dy.numel() != x.numel() {
-        return Err(Error::shape(
-            "act_bwd",
-            format!("dy {:?} and x {:?} differ in size", dy.shape(), x.shape()),
-        ));
-    }
+    check_act_bwd(dy, x)?;
     let dv = f32s(dy, "act_bwd")?;
     let xv = f32s(x, "act_bwd")?;
     let out = match act {
@@ -70,22 +63,6 @@ pub fn act_bwd(dy: &Tensor, x: &Tensor, act: Act) -> Result<Tensor> {
         _ => map2(&dv, &xv, |d, v| d * act_grad(v, act)),
     };
     Ok(wrap(out, x.shape()))
-}
-
-/// b must repeat a whole number of times in a.
-fn check_repeat(a: &Tensor, b: &Tensor) -> Result<()> {
-    let (an, bn) = (a.numel(), b.numel());
-    if (bn == 0 && an != 0) || (bn != 0 && an % bn != 0) {
-        return Err(Error::shape(
-            "binary",
-            format!(
-                "b {:?} ({bn} elements) does not repeat evenly over a {:?} ({an} elements)",
-                b.shape(),
-                a.shape()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// out[i] = f(a[i], b[i % b.len()]).
@@ -132,12 +109,7 @@ pub fn affine(x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
 }
 
 pub fn mul_scalar_tensor(x: &Tensor, s: &Tensor) -> Result<Tensor> {
-    if s.numel() != 1 {
-        return Err(Error::shape(
-            "mul_scalar_tensor",
-            format!("s must hold one value, got shape {:?}", s.shape()),
-        ));
-    }
+    check_mul_scalar(s)?;
     let sv = f32s(s, "mul_scalar_tensor")?[0];
     let xv = f32s(x, "mul_scalar_tensor")?;
     Ok(wrap(map1(&xv, |v| v * sv), x.shape()))
@@ -175,12 +147,7 @@ fn reduce_f64(x: &[f32], square: bool) -> f64 {
 }
 
 pub fn sum_rows(x: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
-    if prod("sum_rows", &[rows, cols])? != x.numel() {
-        return Err(Error::shape(
-            "sum_rows",
-            format!("x {:?} is not [{rows}, {cols}]", x.shape()),
-        ));
-    }
+    check_sum_rows(x, rows, cols)?;
     let xv = f32s(x, "sum_rows")?;
     if rows == 0 || cols == 0 {
         return Ok(wrap(vec![0.0; cols], &[cols]));
@@ -222,26 +189,8 @@ pub fn sumsq(x: &Tensor) -> Result<Tensor> {
     Ok(wrap(vec![reduce_f64(&xv, true) as f32], &[1]))
 }
 
-/// Row width of t viewed as [outer, width].
-fn width_of(op: &str, what: &str, t: &Tensor, outer: usize) -> Result<usize> {
-    if outer == 0 {
-        if t.numel() == 0 {
-            return Ok(0);
-        }
-        return Err(Error::shape(op, format!("{what} {:?} cannot have 0 rows", t.shape())));
-    }
-    if t.numel() % outer != 0 {
-        return Err(Error::shape(
-            op,
-            format!("{what} {:?} does not split into {outer} rows", t.shape()),
-        ));
-    }
-    Ok(t.numel() / outer)
-}
-
 pub fn concat(a: &Tensor, b: &Tensor, outer: usize) -> Result<Tensor> {
-    let ia = width_of("concat", "a", a, outer)?;
-    let ib = width_of("concat", "b", b, outer)?;
+    let (ia, ib) = concat_widths(a, b, outer)?;
     let av = f32s(a, "concat")?;
     let bv = f32s(b, "concat")?;
     let w = ia + ib;
@@ -260,16 +209,7 @@ pub fn concat(a: &Tensor, b: &Tensor, outer: usize) -> Result<Tensor> {
 }
 
 pub fn slice_cols(x: &Tensor, outer: usize, start: usize, len: usize) -> Result<Tensor> {
-    let inner = width_of("slice_cols", "x", x, outer)?;
-    if start.checked_add(len).is_none_or(|end| end > inner) {
-        return Err(Error::shape(
-            "slice_cols",
-            format!(
-                "columns {start}..{start}+{len} out of range for x {:?} viewed as [{outer}, {inner}]",
-                x.shape()
-            ),
-        ));
-    }
+    let inner = slice_cols_inner(x, outer, start, len)?;
     let xv = f32s(x, "slice_cols")?;
     let mut out = vec![0.0f32; outer * len];
     if len > 0 {
@@ -282,17 +222,6 @@ pub fn slice_cols(x: &Tensor, outer: usize, start: usize, len: usize) -> Result<
         });
     }
     Ok(wrap(out, &[outer, len]))
-}
-
-/// (rows, width) of a table [rows, ...] viewed as [rows, width].
-fn table_dims(table: &Tensor) -> Result<(usize, usize)> {
-    match table.shape().first() {
-        Some(&rows) if rows > 0 => Ok((rows, table.numel() / rows)),
-        _ => Err(Error::shape(
-            "gather_rows",
-            format!("table {:?} has no rows", table.shape()),
-        )),
-    }
 }
 
 fn check_ids(op: &str, ids: &[u32], rows: usize) -> Result<()> {
@@ -343,17 +272,7 @@ pub fn gather_rows(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
 pub fn scatter_add_rows(dy: &Tensor, ids: &Tensor, rows: usize) -> Result<Tensor> {
     let idv = u32s(ids, "scatter_add_rows")?;
     let n = idv.len();
-    let width = if n > 0 {
-        dy.numel() / n
-    } else {
-        dy.shape().last().copied().unwrap_or(0)
-    };
-    if prod("scatter_add_rows", &[n, width])? != dy.numel() {
-        return Err(Error::shape(
-            "scatter_add_rows",
-            format!("dy {:?} is not [{n} ids, width]", dy.shape()),
-        ));
-    }
+    let width = scatter_width(dy, n)?;
     check_ids("scatter_add_rows", idv, rows)?;
     let dv = f32s(dy, "scatter_add_rows")?;
     let mut out = vec![0.0f32; prod("scatter_add_rows", &[rows, width])?];
@@ -388,37 +307,6 @@ pub fn scatter_add_rows(dy: &Tensor, ids: &Tensor, rows: usize) -> Result<Tensor
         }
     });
     Ok(wrap(out, &[rows, width]))
-}
-
-/// Checks the spec against `t` (the image, or the patches when `patches`); returns
-/// (grid width, patches per image, patch length).
-fn check_patch(op: &str, spec: &PatchSpec, t: &Tensor, patches: bool) -> Result<(usize, usize, usize)> {
-    let PatchSpec {
-        batch,
-        channels,
-        height,
-        width,
-        patch,
-    } = *spec;
-    if patch == 0 || height % patch != 0 || width % patch != 0 {
-        return Err(Error::shape(
-            op,
-            format!("image {height}x{width} is not divisible into {patch}x{patch} patches (center-crop first)"),
-        ));
-    }
-    let want = prod(op, &[batch, channels, height, width])?;
-    if t.numel() != want {
-        let layout = if patches {
-            "patches [batch, num_patches, channels*p*p]"
-        } else {
-            "image [batch, channels, h, w]"
-        };
-        return Err(Error::shape(
-            op,
-            format!("{layout} for {spec:?} needs {want} elements, got {:?}", t.shape()),
-        ));
-    }
-    Ok((width / patch, spec.num_patches(), spec.patch_len()))
 }
 
 pub fn patchify(img: &Tensor, spec: &PatchSpec) -> Result<Tensor> {

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::activation::act_apply;
 use super::memory::{f32s, wrap};
+use crate::backend::checks::{check_matmul, matmul_out_shape};
 use crate::backend::{Act, MatmulSpec};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -189,59 +190,6 @@ fn epilogue(c: &mut [f32], out: Option<&mut [f32]>, n: usize, bias: Option<&[f32
     }
 }
 
-/// Numel checks of every operand against `MatmulSpec`; returns the output's numel.
-fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Result<usize> {
-    let op = "matmul";
-    // Checked: a spec from user input must not overflow (a panic in debug builds).
-    let prod = |xs: [usize; 3]| xs.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
-    let sizes = (
-        prod([s.batch, s.m, s.k]),
-        prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]),
-        prod([s.batch, s.m, s.n]),
-    );
-    let (Some(a_need), Some(b_need), Some(c_need)) = sizes else {
-        return Err(Error::shape(op, format!("{s:?} overflows the address space")));
-    };
-    if a.numel() != a_need {
-        return Err(Error::shape(
-            op,
-            format!(
-                "A has shape {:?} ({} elements) but {s:?} needs {a_need}",
-                a.shape(),
-                a.numel()
-            ),
-        ));
-    }
-    if b.numel() != b_need {
-        return Err(Error::shape(
-            op,
-            format!(
-                "B has shape {:?} ({} elements) but {s:?} needs {b_need}",
-                b.shape(),
-                b.numel()
-            ),
-        ));
-    }
-    if let Some(bias) = bias {
-        if bias.numel() != s.n {
-            return Err(Error::shape(
-                op,
-                format!("bias has shape {:?} but n = {}", bias.shape(), s.n),
-            ));
-        }
-    }
-    Ok(c_need)
-}
-
-/// Output shape: [m, n] for a single GEMM, else [batch, m, n].
-fn out_shape(s: &MatmulSpec) -> Vec<usize> {
-    if s.batch == 1 {
-        vec![s.m, s.n]
-    } else {
-        vec![s.batch, s.m, s.n]
-    }
-}
-
 pub fn matmul(
     a: &Tensor,
     b: &Tensor,
@@ -250,7 +198,7 @@ pub fn matmul(
     spec: &MatmulSpec,
     keep_preact: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let total = check(a, b, bias, spec)?;
+    let (_, _, total) = check_matmul(a, b, bias, spec)?;
     let s = *spec;
     let av = f32s(a, "matmul")?;
     let bv = f32s(b, "matmul")?;
@@ -332,7 +280,7 @@ pub fn matmul(
             }
         }
     }
-    let shape = out_shape(&s);
+    let shape = matmul_out_shape(&s);
     let pre_t = keep.then(|| wrap(pre, &shape));
     Ok((wrap(out, &shape), pre_t))
 }

@@ -7,7 +7,8 @@ use super::activation::exp_fast;
 use rayon::prelude::*;
 
 use super::memory::{f32s, wrap};
-use crate::error::{Error, Result};
+use crate::backend::checks::{l2norm_bwd_rows, layernorm_bwd_rows, layernorm_rows, row_grad_rows, rows_of_last_dim};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Floor on the L2 norm (as `torch.nn.functional.normalize`).
@@ -16,46 +17,6 @@ const L2_EPS: f32 = 1e-12;
 /// Rows per rayon task so that each task has ~16k elements of work.
 fn rows_per_task(cols: usize) -> usize {
     (16384 / cols.max(1)).max(1)
-}
-
-/// (rows, cols) of `x` viewed as rows of its last dimension.
-fn rows_of_last_dim(op: &str, x: &Tensor) -> Result<(usize, usize)> {
-    let cols = match x.shape().last() {
-        Some(&c) if c > 0 => c,
-        _ => {
-            return Err(Error::shape(
-                op,
-                format!("expected a tensor with a non-empty last dimension, got {x:?}"),
-            ))
-        }
-    };
-    Ok((x.numel() / cols, cols))
-}
-
-fn same_shape(op: &str, a: &Tensor, b: &Tensor, an: &str, bn: &str) -> Result<()> {
-    if a.shape() != b.shape() {
-        return Err(Error::shape(
-            op,
-            format!("{an} {:?} and {bn} {:?} must have the same shape", a.shape(), b.shape()),
-        ));
-    }
-    Ok(())
-}
-
-/// (rows, cols) for a layer norm whose last dim is gamma's length.
-fn ln_rows(op: &str, x: &Tensor, gamma: &Tensor) -> Result<(usize, usize)> {
-    let cols = gamma.numel();
-    if cols == 0 || !x.numel().is_multiple_of(cols) {
-        return Err(Error::shape(
-            op,
-            format!(
-                "gamma {:?} ({cols} elements) does not divide x {:?} into rows",
-                gamma.shape(),
-                x.shape()
-            ),
-        ));
-    }
-    Ok((x.numel() / cols, cols))
 }
 
 /// sum f(a_i) with four f64 lanes (vectorises, and stays exact enough for an oracle).
@@ -129,17 +90,7 @@ fn row_max(a: &[f32]) -> f32 {
 
 pub fn layernorm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "layernorm";
-    let (rows, cols) = ln_rows(OP, x, gamma)?;
-    if beta.numel() != cols {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "beta {:?} must have as many elements as gamma {:?}",
-                beta.shape(),
-                gamma.shape()
-            ),
-        ));
-    }
+    let (rows, cols) = layernorm_rows(OP, x, gamma, beta)?;
     let (xv, g, b) = (f32s(x, OP)?, f32s(gamma, OP)?, f32s(beta, OP)?);
     let (xv, g, b) = (&xv[..], &g[..], &b[..]);
     let mut y = vec![0f32; rows * cols];
@@ -189,19 +140,7 @@ pub fn layernorm_bwd(
     param_grads: bool,
 ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
     const OP: &str = "layernorm_bwd";
-    let (rows, cols) = ln_rows(OP, x, gamma)?;
-    same_shape(OP, dy, x, "dy", "x")?;
-    if mean.numel() != rows || rstd.numel() != rows {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "mean {:?} and rstd {:?} must have {rows} elements (rows of x {:?})",
-                mean.shape(),
-                rstd.shape(),
-                x.shape()
-            ),
-        ));
-    }
+    let (rows, cols) = layernorm_bwd_rows(OP, dy, x, gamma, mean, rstd)?;
     let (dyv, xv, g, mv, rv) = (
         f32s(dy, OP)?,
         f32s(x, OP)?,
@@ -284,8 +223,7 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
 
 pub fn softmax_bwd(dy: &Tensor, y: &Tensor) -> Result<Tensor> {
     const OP: &str = "softmax_bwd";
-    let (rows, cols) = rows_of_last_dim(OP, y)?;
-    same_shape(OP, dy, y, "dy", "y")?;
+    let (rows, cols) = row_grad_rows(OP, dy, y)?;
     let (dyv, yv) = (f32s(dy, OP)?, f32s(y, OP)?);
     let mut dx = vec![0f32; rows * cols];
     dx.par_chunks_mut(cols)
@@ -323,18 +261,7 @@ pub fn l2norm(x: &Tensor) -> Result<(Tensor, Tensor)> {
 
 pub fn l2norm_bwd(dy: &Tensor, y: &Tensor, norm: &Tensor) -> Result<Tensor> {
     const OP: &str = "l2norm_bwd";
-    let (rows, cols) = rows_of_last_dim(OP, y)?;
-    same_shape(OP, dy, y, "dy", "y")?;
-    if norm.numel() != rows {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "norm {:?} must have {rows} elements (rows of y {:?})",
-                norm.shape(),
-                y.shape()
-            ),
-        ));
-    }
+    let (rows, cols) = l2norm_bwd_rows(OP, dy, y, norm)?;
     let (dyv, yv, nv) = (f32s(dy, OP)?, f32s(y, OP)?, f32s(norm, OP)?);
     let mut dx = vec![0f32; rows * cols];
     dx.par_chunks_mut(cols)

@@ -4,6 +4,7 @@
 //! recomputing P from lse).
 use super::memory::as_f32;
 use super::{GpuBackend, MAX_GROUPS};
+use crate::backend::checks::attn_numel;
 use crate::backend::AttnSpec;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -88,26 +89,10 @@ fn plan(op: &str, spec: &AttnSpec) -> Result<Plan> {
     })
 }
 
-fn check_numel(op: &str, name: &str, t: &Tensor, want: usize, spec: &AttnSpec) -> Result<()> {
-    if t.numel() != want {
-        return Err(Error::shape(
-            op,
-            format!(
-                "{name} has shape {:?} ({} elements) but spec {spec:?} needs {want}",
-                t.shape(),
-                t.numel()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 pub fn attention(g: &GpuBackend, q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttnSpec) -> Result<(Tensor, Tensor)> {
     const OP: &str = "attention";
     let pl = plan(OP, spec)?;
-    for (name, t) in [("q", q), ("k", k), ("v", v)] {
-        check_numel(OP, name, t, pl.n, spec)?;
-    }
+    attn_numel(OP, spec, pl.n, &[("q", q), ("k", k), ("v", v)])?;
     let out = g.empty(OP, q.shape(), DType::F32)?;
     let lse = g.empty(OP, &[spec.batch, spec.heads, spec.seq], DType::F32)?;
     if pl.n == 0 {
@@ -138,10 +123,9 @@ pub fn attention_bwd(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "attention_bwd";
     let pl = plan(OP, spec)?;
-    for (name, t) in [("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out)] {
-        check_numel(OP, name, t, pl.n, spec)?;
-    }
-    check_numel(OP, "lse", lse, pl.nl, spec)?;
+    let like_q = [("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out)];
+    attn_numel(OP, spec, pl.n, &like_q)?;
+    attn_numel(OP, spec, pl.nl, &[("lse", lse)])?;
     let dq = g.empty(OP, q.shape(), DType::F32)?;
     let dk = g.empty(OP, q.shape(), DType::F32)?;
     let dv = g.empty(OP, q.shape(), DType::F32)?;

@@ -8,6 +8,7 @@
 //! then sums the dlog_scale partials (no f32 atomics in WGSL). dloss stays on the device.
 use super::memory::as_f32;
 use super::{grid_1d, GpuBackend};
+use crate::backend::checks::{check_len, contrastive_dims};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -36,33 +37,11 @@ fn fits_u32(op: &str, what: &str, n: usize) -> Result<u32> {
     })
 }
 
-/// (b, m, d) of img [b, d] and txt [m >= b, d], d >= 1, and a 1-element log scale.
-fn contrastive_dims(op: &str, img: &Tensor, txt: &Tensor, log_scale: &Tensor) -> Result<(u32, u32, u32)> {
-    let (i, t) = (img.shape(), txt.shape());
-    if i.len() != 2 || t.len() != 2 || i[1] != t[1] || i[0] == 0 || i[1] == 0 || t[0] < i[0] {
-        return Err(Error::shape(
-            op,
-            format!("need img [b, d] and txt [m >= b, d] with b, d >= 1, got img {i:?} and txt {t:?}"),
-        ));
-    }
-    if log_scale.numel() != 1 {
-        return Err(Error::shape(
-            op,
-            format!("log_scale must have one element, got {:?}", log_scale.shape()),
-        ));
-    }
-    fits_u32(op, "txt", t[0] * t[1])?;
-    Ok((i[0] as u32, t[0] as u32, i[1] as u32))
-}
-
-fn check_len(op: &str, what: &str, t: &Tensor, n: usize) -> Result<()> {
-    if t.numel() != n {
-        return Err(Error::shape(
-            op,
-            format!("{what} must have {n} elements, got {:?}", t.shape()),
-        ));
-    }
-    Ok(())
+/// The shared (b, m, d) check, plus txt [m, d] within u32 indexing.
+fn dims_u32(op: &str, img: &Tensor, txt: &Tensor, log_scale: &Tensor) -> Result<(u32, u32, u32)> {
+    let (b, m, d) = contrastive_dims(op, img, txt, log_scale)?;
+    fits_u32(op, "txt", m * d)?;
+    Ok((b as u32, m as u32, d as u32))
 }
 
 /// (rows, classes) of logits [rows, classes] with u32 labels [rows].
@@ -85,7 +64,7 @@ pub fn contrastive_loss(
     log_scale: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "contrastive_loss";
-    let (b, m, d) = contrastive_dims(op, img, txt, log_scale)?;
+    let (b, m, d) = dims_u32(op, img, txt, log_scale)?;
     let (img, txt, ls) = (as_f32(g, img)?, as_f32(g, txt)?, as_f32(g, log_scale)?);
     let (bu, f32t) = (b as usize, DType::F32);
     let lse_img = g.empty(op, &[bu], f32t)?;
@@ -148,7 +127,7 @@ pub fn contrastive_loss_bwd(
     dloss: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "contrastive_loss_bwd";
-    let (b, m, d) = contrastive_dims(op, img, txt, log_scale)?;
+    let (b, m, d) = dims_u32(op, img, txt, log_scale)?;
     let (bu, mu, du) = (b as usize, m as usize, d as usize);
     check_len(op, "lse_img", lse_img, bu)?;
     check_len(op, "lse_txt", lse_txt, bu)?;

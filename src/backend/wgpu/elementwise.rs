@@ -3,6 +3,10 @@
 //! the oracle of the tests): `backend/cpu/elementwise.rs`. Shape checks mirror it.
 use super::memory::{as_f32, fill};
 use super::{grid_1d, GpuBackend, GpuStorage};
+use crate::backend::checks::{
+    check_act_bwd, check_mul_scalar, check_patch, check_repeat, check_sum_rows, concat_widths, prod, scatter_width,
+    slice_cols_inner, table_dims,
+};
 use crate::backend::cpu::act_code;
 use crate::backend::{Act, BinaryOp, PatchSpec};
 use crate::error::{Error, Result};
@@ -92,12 +96,6 @@ fn n32(op: &str, n: usize) -> Result<u32> {
     Ok(n as u32)
 }
 
-fn prod(op: &str, dims: &[usize]) -> Result<usize> {
-    dims.iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| Error::shape(op, format!("size {dims:?} overflows")))
-}
-
 /// One input -> one output of x's shape, or two inputs (second one `y`).
 fn map(g: &GpuBackend, op: &str, entry: &'static str, x: &Tensor, y: Option<&Tensor>, p: MapP) -> Result<Tensor> {
     let x = as_f32(g, x)?;
@@ -134,12 +132,7 @@ pub fn act(g: &GpuBackend, x: &Tensor, act: Act) -> Result<Tensor> {
 }
 
 pub fn act_bwd(g: &GpuBackend, dy: &Tensor, x: &Tensor, act: Act) -> Result<Tensor> {
-    if dy.numel() != x.numel() {
-        return Err(Error::shape(
-            "act_bwd",
-            format!("dy {:?} and x {:?} differ in size", dy.shape(), x.shape()),
-        ));
-    }
+    check_act_bwd(dy, x)?;
     if act == Act::None {
         return as_f32(g, &dy.reshape(x.shape())?);
     }
@@ -156,17 +149,8 @@ pub fn act_bwd(g: &GpuBackend, dy: &Tensor, x: &Tensor, act: Act) -> Result<Tens
 }
 
 pub fn binary(g: &GpuBackend, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    check_repeat(a, b)?;
     let (an, bn) = (a.numel(), b.numel());
-    if (bn == 0 && an != 0) || (bn != 0 && an % bn != 0) {
-        return Err(Error::shape(
-            "binary",
-            format!(
-                "b {:?} ({bn} elements) does not repeat evenly over a {:?} ({an} elements)",
-                b.shape(),
-                a.shape()
-            ),
-        ));
-    }
     let code = match op {
         BinaryOp::Add => 0,
         BinaryOp::Sub => 1,
@@ -189,12 +173,7 @@ pub fn affine(g: &GpuBackend, x: &Tensor, alpha: f32, beta: f32) -> Result<Tenso
 }
 
 pub fn mul_scalar_tensor(g: &GpuBackend, x: &Tensor, s: &Tensor) -> Result<Tensor> {
-    if s.numel() != 1 {
-        return Err(Error::shape(
-            "mul_scalar_tensor",
-            format!("s must hold one value, got shape {:?}", s.shape()),
-        ));
-    }
+    check_mul_scalar(s)?;
     let n = n32("mul_scalar_tensor", x.numel())?;
     map(g, "mul_scalar_tensor", "mul_scalar", x, Some(s), map_p(n, 0))
 }
@@ -208,9 +187,7 @@ const MIN_CHUNK: usize = 16;
 
 pub fn sum_rows(g: &GpuBackend, x: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
     let op = "sum_rows";
-    if prod(op, &[rows, cols])? != x.numel() {
-        return Err(Error::shape(op, format!("x {:?} is not [{rows}, {cols}]", x.shape())));
-    }
+    check_sum_rows(x, rows, cols)?;
     if rows == 0 || cols == 0 {
         return fill(g, &[cols], 0.0);
     }
@@ -297,27 +274,9 @@ pub fn sumsq(g: &GpuBackend, x: &Tensor) -> Result<Tensor> {
     reduce(g, "sumsq", x, true)
 }
 
-/// Row width of t viewed as [outer, width].
-fn width_of(op: &str, what: &str, t: &Tensor, outer: usize) -> Result<usize> {
-    if outer == 0 {
-        if t.numel() == 0 {
-            return Ok(0);
-        }
-        return Err(Error::shape(op, format!("{what} {:?} cannot have 0 rows", t.shape())));
-    }
-    if t.numel() % outer != 0 {
-        return Err(Error::shape(
-            op,
-            format!("{what} {:?} does not split into {outer} rows", t.shape()),
-        ));
-    }
-    Ok(t.numel() / outer)
-}
-
 pub fn concat(g: &GpuBackend, a: &Tensor, b: &Tensor, outer: usize) -> Result<Tensor> {
     let op = "concat";
-    let ia = width_of(op, "a", a, outer)?;
-    let ib = width_of(op, "b", b, outer)?;
+    let (ia, ib) = concat_widths(a, b, outer)?;
     let total = n32(op, outer * (ia + ib))?;
     let out = g.empty(op, &[outer, ia + ib], DType::F32)?;
     if total == 0 {
@@ -345,16 +304,7 @@ pub fn concat(g: &GpuBackend, a: &Tensor, b: &Tensor, outer: usize) -> Result<Te
 
 pub fn slice_cols(g: &GpuBackend, x: &Tensor, outer: usize, start: usize, len: usize) -> Result<Tensor> {
     let op = "slice_cols";
-    let inner = width_of(op, "x", x, outer)?;
-    if start.checked_add(len).is_none_or(|end| end > inner) {
-        return Err(Error::shape(
-            op,
-            format!(
-                "columns {start}..{start}+{len} out of range for x {:?} viewed as [{outer}, {inner}]",
-                x.shape()
-            ),
-        ));
-    }
+    let inner = slice_cols_inner(x, outer, start, len)?;
     n32(op, x.numel())?;
     let total = (outer * len) as u32;
     let out = g.empty(op, &[outer, len], DType::F32)?;
@@ -392,10 +342,7 @@ fn check_u32_ids(op: &str, ids: &Tensor) -> Result<()> {
 pub fn gather_rows(g: &GpuBackend, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let op = "gather_rows";
     check_u32_ids(op, ids)?;
-    let (rows, width) = match table.shape().first() {
-        Some(&rows) if rows > 0 => (rows, table.numel() / rows),
-        _ => return Err(Error::shape(op, format!("table {:?} has no rows", table.shape()))),
-    };
+    let (rows, width) = table_dims(table)?;
     let dtype = match table.dtype() {
         DType::F32 => 0,
         DType::F16 => 1,
@@ -432,14 +379,7 @@ pub fn scatter_add_rows(g: &GpuBackend, dy: &Tensor, ids: &Tensor, rows: usize) 
     let op = "scatter_add_rows";
     check_u32_ids(op, ids)?;
     let n = ids.numel();
-    let width = if n > 0 {
-        dy.numel() / n
-    } else {
-        dy.shape().last().copied().unwrap_or(0)
-    };
-    if prod(op, &[n, width])? != dy.numel() {
-        return Err(Error::shape(op, format!("dy {:?} is not [{n} ids, width]", dy.shape())));
-    }
+    let width = scatter_width(dy, n)?;
     n32(op, prod(op, &[rows, width])?)?;
     let total = n32(op, dy.numel())?;
     let out = fill(g, &[rows, width], 0.0)?;
@@ -477,39 +417,16 @@ pub fn scatter_add_rows(g: &GpuBackend, dy: &Tensor, ids: &Tensor, rows: usize) 
 /// Checks the spec against `t` (the image, or the patches when `patches`) and
 /// returns the kernel parameters with `total` = its element count.
 fn patch_params(op: &str, spec: &PatchSpec, t: &Tensor, patches: bool) -> Result<PatchP> {
-    let PatchSpec {
-        batch,
-        channels,
-        height,
-        width,
-        patch,
-    } = *spec;
-    if patch == 0 || height % patch != 0 || width % patch != 0 {
-        return Err(Error::shape(
-            op,
-            format!("image {height}x{width} is not divisible into {patch}x{patch} patches (center-crop first)"),
-        ));
-    }
-    let want = prod(op, &[batch, channels, height, width])?;
-    if t.numel() != want {
-        let layout = if patches {
-            "patches [batch, num_patches, channels*p*p]"
-        } else {
-            "image [batch, channels, h, w]"
-        };
-        return Err(Error::shape(
-            op,
-            format!("{layout} for {spec:?} needs {want} elements, got {:?}", t.shape()),
-        ));
-    }
+    let (gw, np, _) = check_patch(op, spec, t, patches)?;
     Ok(PatchP {
-        total: n32(op, want)?,
-        c: channels as u32,
-        h: height as u32,
-        w: width as u32,
-        p: patch as u32,
-        gw: (width / patch) as u32,
-        np: spec.num_patches() as u32,
+        // The check made t's element count the spec's.
+        total: n32(op, t.numel())?,
+        c: spec.channels as u32,
+        h: spec.height as u32,
+        w: spec.width as u32,
+        p: spec.patch as u32,
+        gw: gw as u32,
+        np: np as u32,
         _pad: 0,
     })
 }

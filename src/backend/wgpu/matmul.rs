@@ -3,6 +3,7 @@
 //! half-precision weights never get a full-size f32 copy. CPU twin: cpu/matmul.rs.
 use super::memory::as_f32;
 use super::{GpuBackend, MAX_GROUPS};
+use crate::backend::checks::{check_matmul, matmul_out_shape};
 use crate::backend::cpu::act_code;
 use crate::backend::{Act, MatmulSpec};
 use crate::error::{Error, Result};
@@ -31,46 +32,10 @@ struct Params {
     _pad: u32,
 }
 
+/// The shared numel checks, then what the shader needs: float operands, u32 indices.
 fn check(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, s: &MatmulSpec) -> Result<()> {
     let op = "matmul";
-    // Checked: a spec from user input must not overflow (a panic in debug builds).
-    let prod = |xs: [usize; 3]| xs.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
-    let sizes = (
-        prod([s.batch, s.m, s.k]),
-        prod([if s.b_shared { 1 } else { s.batch }, s.k, s.n]),
-        prod([s.batch, s.m, s.n]),
-    );
-    let (Some(a_need), Some(b_need), Some(c_need)) = sizes else {
-        return Err(Error::shape(op, format!("{s:?} overflows the address space")));
-    };
-    if a.numel() != a_need {
-        return Err(Error::shape(
-            op,
-            format!(
-                "A has shape {:?} ({} elements) but {s:?} needs {a_need}",
-                a.shape(),
-                a.numel()
-            ),
-        ));
-    }
-    if b.numel() != b_need {
-        return Err(Error::shape(
-            op,
-            format!(
-                "B has shape {:?} ({} elements) but {s:?} needs {b_need}",
-                b.shape(),
-                b.numel()
-            ),
-        ));
-    }
-    if let Some(bias) = bias {
-        if bias.numel() != s.n {
-            return Err(Error::shape(
-                op,
-                format!("bias has shape {:?} but n = {}", bias.shape(), s.n),
-            ));
-        }
-    }
+    let (a_need, b_need, c_need) = check_matmul(a, b, bias, s)?;
     for (name, t) in [("A", Some(a)), ("B", Some(b)), ("bias", bias)] {
         if let Some(t) = t {
             if t.dtype() == DType::U32 {
@@ -100,11 +65,7 @@ pub fn matmul(
     let op = "matmul";
     check(a, b, bias, spec)?;
     let s = *spec;
-    let shape = if s.batch == 1 {
-        vec![s.m, s.n]
-    } else {
-        vec![s.batch, s.m, s.n]
-    };
+    let shape = matmul_out_shape(&s);
     let keep = keep_preact && act != Act::None;
     let out = g.empty(op, &shape, DType::F32)?;
     let pre = if keep {

@@ -7,6 +7,7 @@
 //! then a reduce) since WGSL has no f32 atomics.
 use super::memory::{as_f32, fill};
 use super::{grid_1d, GpuBackend};
+use crate::backend::checks::{l2norm_bwd_rows, layernorm_bwd_rows, layernorm_rows, row_grad_rows, rows_of_last_dim};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -47,44 +48,6 @@ fn row_params(op: &str, rows: usize, cols: usize) -> Result<(Params, [u32; 3])> 
     Ok((p, grid_1d(rows, WG / tpr)))
 }
 
-fn rows_of_last_dim(op: &str, x: &Tensor) -> Result<(usize, usize)> {
-    let cols = match x.shape().last() {
-        Some(&c) if c > 0 => c,
-        _ => {
-            return Err(Error::shape(
-                op,
-                format!("expected a tensor with a non-empty last dimension, got {x:?}"),
-            ))
-        }
-    };
-    Ok((x.numel() / cols, cols))
-}
-
-fn same_shape(op: &str, a: &Tensor, b: &Tensor, an: &str, bn: &str) -> Result<()> {
-    if a.shape() != b.shape() {
-        return Err(Error::shape(
-            op,
-            format!("{an} {:?} and {bn} {:?} must have the same shape", a.shape(), b.shape()),
-        ));
-    }
-    Ok(())
-}
-
-fn ln_rows(op: &str, x: &Tensor, gamma: &Tensor) -> Result<(usize, usize)> {
-    let cols = gamma.numel();
-    if cols == 0 || !x.numel().is_multiple_of(cols) {
-        return Err(Error::shape(
-            op,
-            format!(
-                "gamma {:?} ({cols} elements) does not divide x {:?} into rows",
-                gamma.shape(),
-                x.shape()
-            ),
-        ));
-    }
-    Ok((x.numel() / cols, cols))
-}
-
 pub fn layernorm(
     g: &GpuBackend,
     x: &Tensor,
@@ -93,17 +56,7 @@ pub fn layernorm(
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "layernorm";
-    let (rows, cols) = ln_rows(OP, x, gamma)?;
-    if beta.numel() != cols {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "beta {:?} must have as many elements as gamma {:?}",
-                beta.shape(),
-                gamma.shape()
-            ),
-        ));
-    }
+    let (rows, cols) = layernorm_rows(OP, x, gamma, beta)?;
     let (mut p, groups) = row_params(OP, rows, cols)?;
     p.eps = eps;
     let (x, gamma, beta) = (as_f32(g, x)?, as_f32(g, gamma)?, as_f32(g, beta)?);
@@ -133,19 +86,7 @@ pub fn layernorm_bwd(
     param_grads: bool,
 ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
     const OP: &str = "layernorm_bwd";
-    let (rows, cols) = ln_rows(OP, x, gamma)?;
-    same_shape(OP, dy, x, "dy", "x")?;
-    if mean.numel() != rows || rstd.numel() != rows {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "mean {:?} and rstd {:?} must have {rows} elements (rows of x {:?})",
-                mean.shape(),
-                rstd.shape(),
-                x.shape()
-            ),
-        ));
-    }
+    let (rows, cols) = layernorm_bwd_rows(OP, dy, x, gamma, mean, rstd)?;
     let (p, groups) = row_params(OP, rows, cols)?;
     let (dy, x, gamma) = (as_f32(g, dy)?, as_f32(g, x)?, as_f32(g, gamma)?);
     let (mean, rstd) = (as_f32(g, mean)?, as_f32(g, rstd)?);
@@ -213,8 +154,7 @@ pub fn softmax(g: &GpuBackend, x: &Tensor) -> Result<Tensor> {
 
 pub fn softmax_bwd(g: &GpuBackend, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
     const OP: &str = "softmax_bwd";
-    let (rows, cols) = rows_of_last_dim(OP, y)?;
-    same_shape(OP, dy, y, "dy", "y")?;
+    let (rows, cols) = row_grad_rows(OP, dy, y)?;
     let (p, groups) = row_params(OP, rows, cols)?;
     let (dy, y) = (as_f32(g, dy)?, as_f32(g, y)?);
     let dx = g.empty(OP, y.shape(), DType::F32)?;
@@ -253,18 +193,7 @@ pub fn l2norm(g: &GpuBackend, x: &Tensor) -> Result<(Tensor, Tensor)> {
 
 pub fn l2norm_bwd(g: &GpuBackend, dy: &Tensor, y: &Tensor, norm: &Tensor) -> Result<Tensor> {
     const OP: &str = "l2norm_bwd";
-    let (rows, cols) = rows_of_last_dim(OP, y)?;
-    same_shape(OP, dy, y, "dy", "y")?;
-    if norm.numel() != rows {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "norm {:?} must have {rows} elements (rows of y {:?})",
-                norm.shape(),
-                y.shape()
-            ),
-        ));
-    }
+    let (rows, cols) = l2norm_bwd_rows(OP, dy, y, norm)?;
     let (p, groups) = row_params(OP, rows, cols)?;
     let (dy, y, norm) = (as_f32(g, dy)?, as_f32(g, y)?, as_f32(g, norm)?);
     let dx = g.empty(OP, y.shape(), DType::F32)?;
