@@ -39,7 +39,10 @@ fn topk_ties_use_stable_descending_order() {
 #[test]
 fn topk_bad_inputs() {
     let s = [0.1f32, 0.2, 0.3, 0.4];
-    assert_eq!(topk_accuracy(&s, 2, 2, &[0, 2], 1).unwrap_err().kind, ErrorKind::Invalid); // label >= c
+    assert_eq!(
+        topk_accuracy(&s, 2, 2, &[0, 2], 1).unwrap_err().kind,
+        ErrorKind::Invalid
+    ); // label >= c
     assert_eq!(topk_accuracy(&s, 2, 3, &[0, 1], 1).unwrap_err().kind, ErrorKind::Shape); // size
     assert_eq!(topk_accuracy(&s, 2, 2, &[0], 1).unwrap_err().kind, ErrorKind::Shape); // labels
     assert!(topk_accuracy(&s, 2, 2, &[0, 1], 0).is_err()); // k = 0
@@ -130,8 +133,16 @@ fn retrieval_scale_invariant() {
     // keep it exact).
     let (img, txt, t2i) = small_example();
     let base = retrieval(&img, &txt, 4, &t2i).unwrap();
-    let img2: Vec<f32> = img.iter().enumerate().map(|(i, v)| v * [2.0, 0.25, 8.0][i / 4]).collect();
-    let txt2: Vec<f32> = txt.iter().enumerate().map(|(i, v)| v * [4.0, 0.5, 1.0, 16.0, 2.0][i / 4]).collect();
+    let img2: Vec<f32> = img
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * [2.0, 0.25, 8.0][i / 4])
+        .collect();
+    let txt2: Vec<f32> = txt
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * [4.0, 0.5, 1.0, 16.0, 2.0][i / 4])
+        .collect();
     assert_eq!(retrieval(&img2, &txt2, 4, &t2i).unwrap(), base);
 }
 
@@ -141,7 +152,9 @@ fn retrieval_bigger_than_one_block() {
     let (n, d) = (300usize, 8usize);
     let mut state = 12345u64;
     let mut rnd = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     };
     let img: Vec<f32> = (0..n * d).map(|_| rnd()).collect();
@@ -163,11 +176,17 @@ fn retrieval_bad_inputs() {
     let img = vec![1.0, 0.0, 0.0, 1.0];
     let txt = vec![1.0, 0.0, 0.0, 1.0, H, H];
     // caption index out of range
-    assert_eq!(retrieval(&img, &txt, 2, &[0, 1, 2]).unwrap_err().kind, ErrorKind::Invalid);
+    assert_eq!(
+        retrieval(&img, &txt, 2, &[0, 1, 2]).unwrap_err().kind,
+        ErrorKind::Invalid
+    );
     // wrong number of mappings
     assert_eq!(retrieval(&img, &txt, 2, &[0, 1]).unwrap_err().kind, ErrorKind::Shape);
     // length not a multiple of d
-    assert_eq!(retrieval(&img[..3], &txt, 2, &[0, 1, 1]).unwrap_err().kind, ErrorKind::Shape);
+    assert_eq!(
+        retrieval(&img[..3], &txt, 2, &[0, 1, 1]).unwrap_err().kind,
+        ErrorKind::Shape
+    );
     // image without caption
     assert!(retrieval(&img, &txt, 2, &[0, 0, 0]).is_err());
     // d = 0, empty

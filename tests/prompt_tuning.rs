@@ -27,6 +27,13 @@ fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+fn err<T>(r: cliptune::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.msg,
+    }
+}
+
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -98,9 +105,19 @@ fn random_init_shapes_and_gradients_reach_ctx_only() {
 }
 
 /// Synthetic "image features" around the zero-shot embeddings of the classes, permuted, so
-/// zero-shot is wrong on every image and CoOp has to learn.
+/// zero-shot is wrong on every image and CoOp has to learn. The tiny random model's class
+/// embeddings share one dominant direction (pairwise cosine ~0.99), so the features are drawn
+/// around the class embeddings minus their mean: what tells the classes apart.
 fn synthetic(model: &Clip, zs: &[f32], classes: usize, per_class: usize, seed: u64) -> (Tensor, Tensor, Vec<u32>) {
     let p = model.config.projection_dim;
+    let mean: Vec<f32> = (0..p)
+        .map(|k| (0..classes).map(|c| zs[c * p + k]).sum::<f32>() / classes as f32)
+        .collect();
+    let mut zs: Vec<f32> = zs.iter().enumerate().map(|(i, x)| x - mean[i % p]).collect();
+    for row in zs.chunks_mut(p) {
+        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        row.iter_mut().for_each(|x| *x /= n);
+    }
     let perm = |c: usize| (c + 1) % classes;
     let mut rng = Rng::new(seed);
     let mut feats = vec![];
@@ -108,7 +125,7 @@ fn synthetic(model: &Clip, zs: &[f32], classes: usize, per_class: usize, seed: u
     for c in 0..classes {
         for _ in 0..per_class {
             let src = &zs[perm(c) * p..(perm(c) + 1) * p];
-            let mut v: Vec<f32> = src.iter().map(|x| x + 0.02 * rng.normal()).collect();
+            let mut v: Vec<f32> = src.iter().map(|x| x + 0.05 * rng.normal()).collect();
             let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             v.iter_mut().for_each(|x| *x /= n);
             feats.extend(v);
@@ -149,11 +166,15 @@ fn coop_learns_where_zero_shot_fails() {
         .unwrap();
     let (img, labels, lab) = synthetic(&model, &zs, 3, 8, 1);
     let before = snapshot(&model);
-    for class_specific in [false, true] {
-        let mut pl = PromptLearner::new(&model, &tok, &classes, 16, Some("a photo of a"), class_specific, 0).unwrap();
+    // CoOp's three set-ups: phrase init shared / per class, and 16 random shared vectors.
+    for (init, class_specific) in [(Some("a photo of a"), false), (Some("a photo of a"), true), (None, false)] {
+        let mut pl = PromptLearner::new(&model, &tok, &classes, 16, init, class_specific, 0).unwrap();
         let ctx0 = pl.ctx.value.to_vec().unwrap();
         let acc0 = accuracy(&model, &pl, &img, &lab);
-        let mut opt = AdamW::new(2e-2, 0.0);
+        if init.is_some() {
+            assert_eq!(acc0, 0.0, "zero-shot is wrong on every synthetic image");
+        }
+        let mut opt = AdamW::new(1e-1, 0.0);
         let mut losses = vec![];
         for _ in 0..50 {
             let tape = Tape::new();
@@ -166,11 +187,11 @@ fn coop_learns_where_zero_shot_fails() {
         let last = pl.loss(&model, &tape, &img, &labels).unwrap().value.item().unwrap();
         let acc1 = accuracy(&model, &pl, &img, &lab);
         eprintln!(
-            "class_specific={class_specific}: loss {:.4} -> {last:.4}, accuracy {acc0:.2} -> {acc1:.2}",
+            "init={init:?} class_specific={class_specific}: loss {:.4} -> {last:.4}, accuracy {acc0:.2} -> {acc1:.2}",
             losses[0]
         );
-        assert!(last < 0.7 * losses[0], "loss did not fall enough: {} -> {last}", losses[0]);
-        assert!(acc1 > acc0, "accuracy did not rise: {acc0} -> {acc1}");
+        assert!(last < 0.6 * losses[0], "loss did not fall enough: {} -> {last}", losses[0]);
+        assert!(acc1 >= 0.9 && acc1 > acc0, "accuracy did not rise: {acc0} -> {acc1}");
         assert_ne!(pl.ctx.value.to_vec().unwrap(), ctx0, "the context changed");
     }
     assert!(snapshot(&model) == before, "every model parameter is bit-identical after training");
@@ -261,7 +282,7 @@ fn bad_input_is_an_error_not_a_panic() {
     let img = Tensor::zeros(&[2, p], &dev).unwrap();
     let tape = Tape::new();
     let bad_label = Tensor::from_u32(vec![0, 2], &[2], &dev).unwrap();
-    assert!(pl.loss(&model, &tape, &img, &bad_label).unwrap_err().msg.contains("out of range"));
+    assert!(err(pl.loss(&model, &tape, &img, &bad_label)).contains("out of range"));
     let short = Tensor::from_u32(vec![0], &[1], &dev).unwrap();
     assert!(pl.loss(&model, &tape, &img, &short).is_err());
     let float_labels = Tensor::zeros(&[2], &dev).unwrap();

@@ -28,6 +28,13 @@ fn texts(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+fn err<T>(r: cliptune::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.msg,
+    }
+}
+
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -192,7 +199,7 @@ fn random_init_and_bad_input() {
         eot: vec![2],
     };
     let tape = Tape::new();
-    assert!(ti.text_features(&model, &tape, &bad).unwrap_err().msg.contains("outside the vocabulary"));
+    assert!(err(ti.text_features(&model, &tape, &bad)).contains("outside the vocabulary"));
     // Inconsistent input shapes.
     let broken = TextInput {
         ids: vec![49406, 49407],

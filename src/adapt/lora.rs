@@ -11,7 +11,8 @@
 //!   [`save_hf_checkpoint`] writes the result as an HF `CLIPModel` directory.
 //!
 //! Dropout (training only) multiplies the adapter input by a host-drawn mask; it is
-//! off until [`set_dropout_seed`] sets a per-step seed (see `nn::Linear`).
+//! off until [`set_dropout_seed`] sets a per-step seed, and off again after
+//! `set_dropout_seed(model, None)` (the train/eval switch; see `nn::Linear`).
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;

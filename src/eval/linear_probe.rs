@@ -14,9 +14,11 @@
 //! It is minimised with L-BFGS (two-loop recursion, history 10, strong-Wolfe line
 //! search with cubic interpolation) from zero, in `f64`, until the Euclidean norm
 //! of the full gradient is below `1e-6` or `max_iter` iterations are done.
-//! Everything is deterministic: the work is split into fixed blocks whose outputs
-//! never overlap, so the same inputs give bit-identical outputs whatever the
-//! number of threads.
+//! Everything is deterministic: the rows are split into a fixed number of parts
+//! that depends only on `n`, each part's gradient is accumulated on its own and
+//! the parts are summed in order, so the same inputs give bit-identical outputs
+//! whatever the number of threads (on the same machine: the GEMM kernel is picked
+//! by CPU features at run time).
 //!
 //! Rows of `x` are L2-normalised inside [`LinearProbe::fit`] and the predict
 //! functions (zero rows stay zero), so callers may pass raw or normalised features.
@@ -29,10 +31,15 @@ pub const DEFAULT_MAX_ITER: usize = 1000;
 pub const GRAD_TOL: f64 = 1e-6;
 /// L-BFGS history length.
 const HISTORY: usize = 10;
-/// Rows per block for `X W^T` and per-row work.
+/// Rows per block for `X W^T` in prediction.
 const ROW_BLOCK: usize = 256;
-/// Feature columns per block for the gradient `X^T G`.
-const COL_BLOCK: usize = 64;
+/// The objective splits the rows into at most this many parts (fixed by `n`)...
+const MAX_PARTS: usize = 8;
+/// ...of at least this many rows each...
+const MIN_PART_ROWS: usize = 128;
+/// ...and walks each part in sub-blocks of this many rows (kept in cache between
+/// the forward and the gradient product).
+const SUB_ROWS: usize = 64;
 
 /// A fitted linear probe.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +81,11 @@ fn check_xy(op: &str, x: &[f32], y: Option<&[usize]>, n: usize, d: usize, c: usi
     if x.len() != n * d {
         return Err(Error::shape(
             op,
-            format!("features have {} values, expected n x d = {n} x {d} = {}", x.len(), n * d),
+            format!(
+                "features have {} values, expected n x d = {n} x {d} = {}",
+                x.len(),
+                n * d
+            ),
         ));
     }
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
@@ -89,7 +100,9 @@ fn check_xy(op: &str, x: &[f32], y: Option<&[usize]>, n: usize, d: usize, c: usi
             return Err(Error::shape(op, format!("{} labels for {n} rows", y.len())));
         }
         if let Some((i, &l)) = y.iter().enumerate().find(|(_, &l)| l >= c) {
-            return Err(Error::invalid(format!("{op}: label {l} of row {i} is out of range for {c} classes")));
+            return Err(Error::invalid(format!(
+                "{op}: label {l} of row {i} is out of range for {c} classes"
+            )));
         }
     }
     Ok(())
@@ -139,26 +152,21 @@ fn logits(x: &[f64], n: usize, d: usize, wt: &[f64], b: &[f64], c: usize, z: &mu
     });
 }
 
-/// In-place row softmax of `z` (n x c); returns per-row log-sum-exp.
-fn softmax_rows(z: &mut [f64], c: usize) -> Vec<f64> {
-    let mut lse = vec![0f64; z.len() / c];
-    z.par_chunks_mut(ROW_BLOCK * c)
-        .zip(lse.par_chunks_mut(ROW_BLOCK))
-        .for_each(|(zb, lb)| {
-            for (row, l) in zb.chunks_mut(c).zip(lb.iter_mut()) {
-                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let mut s = 0.0;
-                for v in row.iter_mut() {
-                    *v = (*v - m).exp();
-                    s += *v;
-                }
-                for v in row.iter_mut() {
-                    *v /= s;
-                }
-                *l = m + s.ln();
+/// In-place row softmax of `z` (n x c).
+fn softmax_rows(z: &mut [f64], c: usize) {
+    z.par_chunks_mut(ROW_BLOCK * c).for_each(|zb| {
+        for row in zb.chunks_mut(c) {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let mut s = 0.0;
+            for v in row.iter_mut() {
+                *v = (*v - m).exp();
+                s += *v;
             }
-        });
-    lse
+            for v in row.iter_mut() {
+                *v /= s;
+            }
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -175,9 +183,39 @@ struct Problem<'a> {
     l2: f64,
 }
 
-struct Workspace {
+/// Per-part scratch of the objective: each part owns a fixed row range and
+/// accumulates its own gradient contribution; parts are summed in order.
+struct Part {
     z: Vec<f64>,
+    gwt: Vec<f64>,
+    gb: Vec<f64>,
+    ce: f64,
+}
+
+struct Workspace {
+    parts: Vec<Part>,
+    rows_per_part: usize,
     evals: usize,
+}
+
+impl Workspace {
+    fn new(n: usize, d: usize, c: usize) -> Self {
+        let rows_per_part = n.div_ceil(MAX_PARTS).max(MIN_PART_ROWS);
+        let n_parts = n.div_ceil(rows_per_part);
+        let parts = (0..n_parts)
+            .map(|_| Part {
+                z: vec![0.0; SUB_ROWS * c],
+                gwt: vec![0.0; d * c],
+                gb: vec![0.0; c],
+                ce: 0.0,
+            })
+            .collect();
+        Workspace {
+            parts,
+            rows_per_part,
+            evals: 0,
+        }
+    }
 }
 
 impl Problem<'_> {
@@ -186,59 +224,107 @@ impl Problem<'_> {
     }
 
     /// Objective at `theta`, gradient written to `grad`.
+    ///
+    /// One pass over `X`: for each sub-block of rows (small enough to stay in
+    /// cache), logits, softmax, cross-entropy and `G = (P - Y)/n`, then
+    /// `gW^T += X_sub^T G`. Rows are split into a fixed number of parts that
+    /// depends only on `n`, so results do not depend on the thread count.
     fn eval(&self, theta: &[f64], grad: &mut [f64], ws: &mut Workspace) -> f64 {
         let (n, d, c) = (self.n, self.d, self.c);
         ws.evals += 1;
         let (wt, b) = theta.split_at(d * c);
-        let z = &mut ws.z;
-        logits(self.x, n, d, wt, b, c, z);
-        let zy: Vec<f64> = self.y.iter().enumerate().map(|(i, &yi)| z[i * c + yi]).collect();
-        let lse = softmax_rows(z, c);
-        // Cross-entropy of row i: logsumexp(z_i) - z_i[y_i].
         let inv_n = 1.0 / n as f64;
-        let ce: f64 = lse.iter().zip(&zy).map(|(l, v)| l - v).sum();
-        // G = (P - Y) / n, in place.
-        for (i, &yi) in self.y.iter().enumerate() {
-            z[i * c + yi] -= 1.0;
-        }
-        z.par_chunks_mut(ROW_BLOCK * c).for_each(|zb| zb.iter_mut().for_each(|v| *v *= inv_n));
-        let g = &*z;
-        let (gwt, gb) = grad.split_at_mut(d * c);
-        // gW^T (d x c) = X^T G, in fixed blocks of feature columns (disjoint outputs).
-        let x = self.x;
-        gwt.par_chunks_mut(COL_BLOCK * c).enumerate().for_each(|(bi, out)| {
-            let j0 = bi * COL_BLOCK;
-            let m = out.len() / c;
-            // SAFETY: A = X[:, j0..j0+m]^T (m x n, strides 1, d), B = G (n x c), out m x c.
-            unsafe {
-                matrixmultiply::dgemm(
-                    m,
-                    n,
-                    c,
-                    1.0,
-                    x.as_ptr().add(j0),
-                    1,
-                    d as isize,
-                    g.as_ptr(),
-                    c as isize,
-                    1,
-                    0.0,
-                    out.as_mut_ptr(),
-                    c as isize,
-                    1,
-                );
+        let rpp = ws.rows_per_part;
+        let (x, y) = (self.x, self.y);
+        ws.parts.par_iter_mut().enumerate().for_each(|(pi, part)| {
+            let p0 = pi * rpp;
+            let p1 = (p0 + rpp).min(n);
+            part.ce = 0.0;
+            part.gwt.iter_mut().for_each(|v| *v = 0.0);
+            part.gb.iter_mut().for_each(|v| *v = 0.0);
+            let mut r0 = p0;
+            while r0 < p1 {
+                let m = SUB_ROWS.min(p1 - r0);
+                let z = &mut part.z[..m * c];
+                for row in z.chunks_mut(c) {
+                    row.copy_from_slice(b);
+                }
+                let xs = &x[r0 * d..(r0 + m) * d];
+                // SAFETY: xs is m x d (row stride d), wt is d x c, z is m x c.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        m,
+                        d,
+                        c,
+                        1.0,
+                        xs.as_ptr(),
+                        d as isize,
+                        1,
+                        wt.as_ptr(),
+                        c as isize,
+                        1,
+                        1.0,
+                        z.as_mut_ptr(),
+                        c as isize,
+                        1,
+                    );
+                }
+                for (i, row) in z.chunks_mut(c).enumerate() {
+                    let yi = y[r0 + i];
+                    let mx = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let zy = row[yi];
+                    let mut sum = 0.0;
+                    for v in row.iter_mut() {
+                        *v = (*v - mx).exp();
+                        sum += *v;
+                    }
+                    // Cross-entropy of the row: logsumexp(z) - z[y].
+                    part.ce += mx + sum.ln() - zy;
+                    let scale = inv_n / sum;
+                    for v in row.iter_mut() {
+                        *v *= scale;
+                    }
+                    row[yi] -= inv_n;
+                    for (acc, v) in part.gb.iter_mut().zip(row.iter()) {
+                        *acc += v;
+                    }
+                }
+                // gW^T (d x c) += xs^T (d x m) * G (m x c).
+                // SAFETY: xs^T has strides (1, d); z is m x c; gwt is d x c.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        d,
+                        m,
+                        c,
+                        1.0,
+                        xs.as_ptr(),
+                        1,
+                        d as isize,
+                        z.as_ptr(),
+                        c as isize,
+                        1,
+                        1.0,
+                        part.gwt.as_mut_ptr(),
+                        c as isize,
+                        1,
+                    );
+                }
+                r0 += m;
             }
         });
+        let (gwt, gb) = grad.split_at_mut(d * c);
+        let mut ce = 0.0;
+        gwt.iter_mut().for_each(|v| *v = 0.0);
+        gb.iter_mut().for_each(|v| *v = 0.0);
+        for part in &ws.parts {
+            ce += part.ce;
+            gwt.iter_mut().zip(&part.gwt).for_each(|(a, v)| *a += v);
+            gb.iter_mut().zip(&part.gb).for_each(|(a, v)| *a += v);
+        }
         let mut reg = 0.0;
         for (gv, &wv) in gwt.iter_mut().zip(wt) {
             *gv += self.l2 * wv;
             reg += wv * wv;
-        }
-        gb.iter_mut().for_each(|v| *v = 0.0);
-        for row in g.chunks(c) {
-            for (acc, v) in gb.iter_mut().zip(row) {
-                *acc += v;
-            }
         }
         ce * inv_n + 0.5 * self.l2 * reg
     }
@@ -281,7 +367,13 @@ const LS_MAX: usize = 30;
 impl LineSearch<'_, '_> {
     fn at(&self, a: f64, ws: &mut Workspace, buf: Option<Point>) -> Point {
         let dim = self.x0.len();
-        let mut pt = buf.unwrap_or_else(|| Point { a, f: 0.0, dphi: 0.0, x: vec![0.0; dim], g: vec![0.0; dim] });
+        let mut pt = buf.unwrap_or_else(|| Point {
+            a,
+            f: 0.0,
+            dphi: 0.0,
+            x: vec![0.0; dim],
+            g: vec![0.0; dim],
+        });
         for ((xv, x0), pv) in pt.x.iter_mut().zip(self.x0).zip(self.p) {
             *xv = x0 + a * pv;
         }
@@ -327,7 +419,13 @@ impl LineSearch<'_, '_> {
     }
 
     fn origin(&self) -> Point {
-        Point { a: 0.0, f: self.f0, dphi: self.dphi0, x: self.x0.to_vec(), g: Vec::new() }
+        Point {
+            a: 0.0,
+            f: self.f0,
+            dphi: self.dphi0,
+            x: self.x0.to_vec(),
+            g: Vec::new(),
+        }
     }
 
     /// Nocedal & Wright Alg. 3.6. `lo` satisfies sufficient decrease (None == step 0).
@@ -393,7 +491,7 @@ fn cubic_min(a: f64, fa: f64, da: f64, b: f64, fb: f64, db: f64) -> Option<f64> 
 /// L-BFGS from `theta` (updated in place). Returns the fit info.
 fn lbfgs(prob: &Problem, theta: &mut Vec<f64>, max_iter: usize) -> FitInfo {
     let dim = prob.dim();
-    let mut ws = Workspace { z: vec![0.0; prob.n * prob.c], evals: 0 };
+    let mut ws = Workspace::new(prob.n, prob.d, prob.c);
     let mut g = vec![0.0; dim];
     let mut f = prob.eval(theta, &mut g, &mut ws);
     let mut gnorm = norm(&g);
@@ -437,7 +535,13 @@ fn lbfgs(prob: &Problem, theta: &mut Vec<f64>, max_iter: usize) -> FitInfo {
             steepest = true;
         }
         let a_init = if steepest { (1.0 / gnorm).min(1.0) } else { 1.0 };
-        let ls = LineSearch { prob, x0: theta, p: &dir, f0: f, dphi0 };
+        let ls = LineSearch {
+            prob,
+            x0: theta,
+            p: &dir,
+            f0: f,
+            dphi0,
+        };
         let found = ls.search(a_init, &mut ws);
         let pt = match found {
             Some(pt) => pt,
@@ -470,7 +574,13 @@ fn lbfgs(prob: &Problem, theta: &mut Vec<f64>, max_iter: usize) -> FitInfo {
         gnorm = norm(&g);
         converged = gnorm < GRAD_TOL;
     }
-    FitInfo { iterations, evaluations: ws.evals, loss: f, grad_norm: gnorm, converged }
+    FitInfo {
+        iterations,
+        evaluations: ws.evals,
+        loss: f,
+        grad_norm: gnorm,
+        converged,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -590,8 +700,23 @@ fn argmax_rows(z: &[f64], c: usize) -> Vec<usize> {
 }
 
 /// Fit on already-normalised f64 features (inputs checked by the caller).
-fn fit_normalised(xn: &[f64], y: &[usize], n: usize, d: usize, c: usize, l2: f32, max_iter: usize) -> (LinearProbe, FitInfo) {
-    let prob = Problem { x: xn, y, n, d, c, l2: l2 as f64 };
+fn fit_normalised(
+    xn: &[f64],
+    y: &[usize],
+    n: usize,
+    d: usize,
+    c: usize,
+    l2: f32,
+    max_iter: usize,
+) -> (LinearProbe, FitInfo) {
+    let prob = Problem {
+        x: xn,
+        y,
+        n,
+        d,
+        c,
+        l2: l2 as f64,
+    };
     let mut theta = vec![0f64; prob.dim()];
     let info = lbfgs(&prob, &mut theta, max_iter);
     let (wt, b) = theta.split_at(d * c);
@@ -635,7 +760,10 @@ pub fn sweep(
 ) -> Result<(LinearProbe, Vec<(f32, f32)>)> {
     const OP: &str = "linear_probe::sweep";
     if n_train == 0 || n_val == 0 {
-        return Err(Error::shape(OP, format!("need training and validation rows, got {n_train} and {n_val}")));
+        return Err(Error::shape(
+            OP,
+            format!("need training and validation rows, got {n_train} and {n_val}"),
+        ));
     }
     if c < 2 {
         return Err(Error::invalid(format!("{OP}: need at least 2 classes, got {c}")));
@@ -695,7 +823,11 @@ pub fn sweep(
 /// least one row of each class stays in training. `val_fraction` is clamped to
 /// `[0, 1]` (NaN counts as 0); only rows with a label (`i < labels.len()`) are split.
 pub fn split_train_val(n: usize, labels: &[usize], val_fraction: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let frac = if val_fraction.is_nan() { 0.0 } else { val_fraction.clamp(0.0, 1.0) as f64 };
+    let frac = if val_fraction.is_nan() {
+        0.0
+    } else {
+        val_fraction.clamp(0.0, 1.0) as f64
+    };
     let n = n.min(labels.len());
     let mut by_class: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
     for (i, &l) in labels[..n].iter().enumerate() {

@@ -51,14 +51,20 @@ pub fn topk_accuracy(scores: &[f32], n: usize, c: usize, labels: &[usize], k: us
     if scores.len() != n * c {
         return Err(Error::shape(
             OP,
-            format!("scores has {} values, expected n x c = {n} x {c} = {}", scores.len(), n * c),
+            format!(
+                "scores has {} values, expected n x c = {n} x {c} = {}",
+                scores.len(),
+                n * c
+            ),
         ));
     }
     if labels.len() != n {
         return Err(Error::shape(OP, format!("{} labels for {n} rows", labels.len())));
     }
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= c) {
-        return Err(Error::invalid(format!("{OP}: label {l} of row {i} is out of range for {c} classes")));
+        return Err(Error::invalid(format!(
+            "{OP}: label {l} of row {i} is out of range for {c} classes"
+        )));
     }
     check_finite(OP, "scores", scores)?;
     let hits = scores
@@ -135,23 +141,20 @@ where
     F: Fn(usize) -> &'a [usize] + Sync,
 {
     let mut ranks = vec![0usize; n_q];
-    ranks
-        .par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(bi, rank_block)| {
-            let r0 = bi * BLOCK;
-            let m = rank_block.len();
-            let mut sims = vec![0f32; m * n_c];
-            gemm_abt(&q[r0 * d..(r0 + m) * d], m, cand, n_c, d, &mut sims);
-            for (i, r) in rank_block.iter_mut().enumerate() {
-                let row = &sims[i * n_c..(i + 1) * n_c];
-                *r = positives(r0 + i)
-                    .iter()
-                    .map(|&j| stable_rank(row, j))
-                    .min()
-                    .unwrap_or(usize::MAX);
-            }
-        });
+    ranks.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, rank_block)| {
+        let r0 = bi * BLOCK;
+        let m = rank_block.len();
+        let mut sims = vec![0f32; m * n_c];
+        gemm_abt(&q[r0 * d..(r0 + m) * d], m, cand, n_c, d, &mut sims);
+        for (i, r) in rank_block.iter_mut().enumerate() {
+            let row = &sims[i * n_c..(i + 1) * n_c];
+            *r = positives(r0 + i)
+                .iter()
+                .map(|&j| stable_rank(row, j))
+                .min()
+                .unwrap_or(usize::MAX);
+        }
+    });
     ranks
 }
 
@@ -192,7 +195,10 @@ pub fn retrieval(img: &[f32], txt: &[f32], d: usize, txt_to_img: &[usize]) -> Re
     }
     let (n_img, n_txt) = (img.len() / d, txt.len() / d);
     if n_img == 0 || n_txt == 0 {
-        return Err(Error::shape(OP, format!("{n_img} images and {n_txt} captions: need at least one of each")));
+        return Err(Error::shape(
+            OP,
+            format!("{n_img} images and {n_txt} captions: need at least one of each"),
+        ));
     }
     if txt_to_img.len() != n_txt {
         return Err(Error::shape(
@@ -225,5 +231,8 @@ pub fn retrieval(img: &[f32], txt: &[f32], d: usize, txt_to_img: &[usize]) -> Re
     let txt = normalise_rows(txt, d);
     let i2t_ranks = best_ranks(&img, n_img, &txt, n_txt, d, |i| caps[i].as_slice());
     let t2i_ranks = best_ranks(&txt, n_txt, &img, n_img, d, |t| std::slice::from_ref(&txt_to_img[t]));
-    Ok(RetrievalMetrics { i2t: recalls(&i2t_ranks), t2i: recalls(&t2i_ranks) })
+    Ok(RetrievalMetrics {
+        i2t: recalls(&i2t_ranks),
+        t2i: recalls(&t2i_ranks),
+    })
 }

@@ -22,11 +22,12 @@ pub struct LoraAdapter {
     pub scale: f32,
     /// Dropout probability on the adapter's input (PEFT's `lora_dropout`).
     pub dropout: f32,
-    /// Training switch for dropout: `Some(seed)` draws a fresh mask per forward from
-    /// `seed` mixed with the adapter's name; `None` (eval, the default) skips dropout
-    /// entirely. Set it per step (e.g. `adapt::lora::set_dropout_seed`): the same seed
-    /// gives the same mask, so a block recomputed in backward sees the forward's mask.
-    /// Dropout also only happens on a recording tape.
+    /// The train/eval switch for dropout (like PyTorch's `module.train()`): `Some(seed)`
+    /// draws the mask from `seed` mixed with the adapter's name; `None` (eval, the
+    /// default) skips dropout entirely. Set a new seed every training step
+    /// (`adapt::lora::set_dropout_seed`) and `None` before evaluating. The same seed
+    /// gives the same mask, so a block recomputed in backward (activation
+    /// checkpointing, whose forward runs on an inference tape) sees the forward's mask.
     pub dropout_seed: Option<u64>,
 }
 
@@ -95,7 +96,7 @@ impl Linear {
         };
         let base = x.linear(&w, b.as_ref(), Act::None)?;
         let xd = match lora.dropout_seed {
-            Some(seed) if lora.dropout > 0.0 && tape.is_recording() => {
+            Some(seed) if lora.dropout > 0.0 => {
                 let mask = lora.mask(seed, x.shape(), x.value.device())?;
                 x.mul(&tape.constant(mask))?
             }
