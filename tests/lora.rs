@@ -149,7 +149,11 @@ fn step0_equals_base_bit_for_bit() {
     let per_tower = |w: usize, mlp: usize| 2 * (4 * 4 * (w + w) + 4 * (w + mlp) + 4 * (mlp + w));
     assert_eq!(n, per_tower(16, 64) + per_tower(32, 64));
     assert_eq!(m.num_trainable(), n);
-    assert!(m.params().iter().filter(|p| p.trainable).all(|p| p.name.contains(".lora_")));
+    assert!(m
+        .params()
+        .iter()
+        .filter(|p| p.trainable)
+        .all(|p| p.name.contains(".lora_")));
     assert_eq!(lora::adapter_sites(&m).len(), 2 * 2 * 6);
 
     let (bi, bt) = embeds(&base, &fx);
@@ -266,7 +270,9 @@ fn gradients_match_peft() {
 /// in `cliptune_embeds.safetensors`) in DIR/<name> so that
 /// `tools/make_lora_goldens.py --check DIR/<name>` can load it in PEFT and compare.
 fn keep_for_peft_check(out: &Path, name: &str, emb: &(Vec<f32>, Vec<f32>)) {
-    let Ok(keep) = std::env::var("CLIPTUNE_KEEP_LORA_EXPORTS") else { return };
+    let Ok(keep) = std::env::var("CLIPTUNE_KEEP_LORA_EXPORTS") else {
+        return;
+    };
     let dst = Path::new(&keep).join(name);
     std::fs::create_dir_all(&dst).unwrap();
     for f in ["adapter_model.safetensors", "adapter_config.json"] {
@@ -392,7 +398,10 @@ fn merge_equals_unmerged_and_hf_checkpoint_reloads() {
         let src_shapes = key_shapes(&hf_dir().join("model.safetensors"));
         assert_eq!(shapes, src_shapes, "merged checkpoint: HF names and shapes");
         assert_eq!(shapes["logit_scale"], Vec::<usize>::new());
-        assert_eq!(shapes["vision_model.embeddings.patch_embedding.weight"], vec![32, 3, 8, 8]);
+        assert_eq!(
+            shapes["vision_model.embeddings.patch_embedding.weight"],
+            vec![32, 3, 8, 8]
+        );
         let re = Clip::load(&out, &Device::Cpu, WeightStorage::AsStored).unwrap();
         let (ri, rt) = embeds(&re, &fx);
         assert_eq!(bits(&ri), bits(&mi));
@@ -481,7 +490,10 @@ fn dropout_masks_training_only_and_recompute_safe() {
             .iter()
             .flat_map(|s| {
                 let ad = lora::linear(m, s).unwrap().lora.as_ref().unwrap();
-                [g.get(ad.a.id).unwrap().to_vec().unwrap(), g.get(ad.b.id).unwrap().to_vec().unwrap()]
+                [
+                    g.get(ad.a.id).unwrap().to_vec().unwrap(),
+                    g.get(ad.b.id).unwrap().to_vec().unwrap(),
+                ]
             })
             .collect::<Vec<_>>()
     };
@@ -505,8 +517,7 @@ fn write_fake_adapter(dir: &Path, module: &str, a: [usize; 2], b: [usize; 2]) {
     let tb = Tensor::zeros(&b, &Device::Cpu).unwrap();
     let ka = format!("base_model.model.{module}.lora_A.weight");
     let kb = format!("base_model.model.{module}.lora_B.weight");
-    cliptune::tensor::io::write_safetensors(&dir.join("adapter_model.safetensors"), &[(&ka, &ta), (&kb, &tb)])
-        .unwrap();
+    cliptune::tensor::io::write_safetensors(&dir.join("adapter_model.safetensors"), &[(&ka, &ta), (&kb, &tb)]).unwrap();
     std::fs::write(
         dir.join("adapter_config.json"),
         format!(
@@ -540,7 +551,11 @@ fn bad_input_is_refused_clearly() {
     write_fake_adapter(&d, "text_model.encoder.layers.11.self_attn.q_proj", [4, 16], [16, 4]);
     let e = lora::load_peft(&mut m, &d).unwrap_err();
     eprintln!("{}", e.msg);
-    assert!(e.msg.contains("layer 11") && e.msg.contains("2 text layers"), "{}", e.msg);
+    assert!(
+        e.msg.contains("layer 11") && e.msg.contains("2 text layers"),
+        "{}",
+        e.msg
+    );
     // A module LoRA cannot target here.
     write_fake_adapter(&d, "visual_projection", [4, 32], [24, 4]);
     let e = lora::load_peft(&mut m, &d).unwrap_err();
@@ -549,12 +564,19 @@ fn bad_input_is_refused_clearly() {
     // Not a directory with an adapter.
     let e = lora::load_peft(&mut m, &d.join("nope")).unwrap_err();
     assert!(e.msg.contains("adapter_config.json"), "{}", e.msg);
-    assert!(lora::adapter_sites(&m).is_empty(), "a refused adapter attached something");
+    assert!(
+        lora::adapter_sites(&m).is_empty(),
+        "a refused adapter attached something"
+    );
     let _ = std::fs::remove_dir_all(&d);
 
     // CLI strings.
     let e = LoraTarget::parse_list("q,x").unwrap_err();
-    assert!(e.msg.contains("'x'") && e.msg.contains("q, k, v, o, fc1, fc2"), "{}", e.msg);
+    assert!(
+        e.msg.contains("'x'") && e.msg.contains("q, k, v, o, fc1, fc2"),
+        "{}",
+        e.msg
+    );
     let e = Tower::parse_list("text,audio").unwrap_err();
     assert!(e.msg.contains("'audio'") && e.msg.contains("text, vision"), "{}", e.msg);
     assert!(LoraTarget::parse_list("").is_err());

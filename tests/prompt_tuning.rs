@@ -1,5 +1,6 @@
 //! CoOp prompt tuning on the tiny fixture model: exactness against zero-shot, a small training
 //! run that must learn, save/load, and bad input.
+mod common;
 use std::path::{Path, PathBuf};
 
 use cliptune::adapt::prompt::PromptLearner;
@@ -43,7 +44,12 @@ fn snapshot(model: &Clip) -> Vec<(String, Vec<u32>)> {
     model
         .params()
         .iter()
-        .map(|p| (p.name.clone(), p.value.to_vec().unwrap().iter().map(|x| x.to_bits()).collect()))
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.value.to_vec().unwrap().iter().map(|x| x.to_bits()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -69,7 +75,10 @@ fn init_from_phrase_reproduces_zero_shot() {
         assert_eq!(inf.shape(), &[classes.len(), model.config.projection_dim]);
         let e = max_abs(&inf.to_vec().unwrap(), &zs);
         eprintln!("class_specific={class_specific}: CoOp(init) vs zero-shot max abs diff {e:.2e}");
-        assert!(e < 1e-5, "CoOp initialised from the phrase differs from zero-shot by {e}");
+        assert!(
+            e < 1e-5,
+            "CoOp initialised from the phrase differs from zero-shot by {e}"
+        );
         // The recording (training) path computes the same values.
         let tape = Tape::new();
         let f = pl.class_features(&model, &tape).unwrap();
@@ -93,7 +102,9 @@ fn random_init_shapes_and_gradients_reach_ctx_only() {
     let spec = PromptLearner::new(&model, &tok, &classes, 3, None, true, 7).unwrap();
     assert_eq!(spec.ctx.value.shape(), &[3, 3, w]);
     for pl in [&shared, &spec] {
-        let img = model.encode_image(&Tensor::randn(&[2, 3, 32, 32], 1.0, 3, model.device()).unwrap(), 2).unwrap();
+        let img = model
+            .encode_image(&Tensor::randn(&[2, 3, 32, 32], 1.0, 3, model.device()).unwrap(), 2)
+            .unwrap();
         let labels = Tensor::from_u32(vec![0, 2], &[2], model.device()).unwrap();
         let tape = Tape::new();
         let loss = pl.loss(&model, &tape, &img, &labels).unwrap();
@@ -167,7 +178,11 @@ fn coop_learns_where_zero_shot_fails() {
     let (img, labels, lab) = synthetic(&model, &zs, 3, 8, 1);
     let before = snapshot(&model);
     // CoOp's three set-ups: phrase init shared / per class, and 16 random shared vectors.
-    for (init, class_specific) in [(Some("a photo of a"), false), (Some("a photo of a"), true), (None, false)] {
+    for (init, class_specific) in [
+        (Some("a photo of a"), false),
+        (Some("a photo of a"), true),
+        (None, false),
+    ] {
         let mut pl = PromptLearner::new(&model, &tok, &classes, 16, init, class_specific, 0).unwrap();
         let ctx0 = pl.ctx.value.to_vec().unwrap();
         let acc0 = accuracy(&model, &pl, &img, &lab);
@@ -190,11 +205,18 @@ fn coop_learns_where_zero_shot_fails() {
             "init={init:?} class_specific={class_specific}: loss {:.4} -> {last:.4}, accuracy {acc0:.2} -> {acc1:.2}",
             losses[0]
         );
-        assert!(last < 0.6 * losses[0], "loss did not fall enough: {} -> {last}", losses[0]);
+        assert!(
+            last < 0.6 * losses[0],
+            "loss did not fall enough: {} -> {last}",
+            losses[0]
+        );
         assert!(acc1 >= 0.9 && acc1 > acc0, "accuracy did not rise: {acc0} -> {acc1}");
         assert_ne!(pl.ctx.value.to_vec().unwrap(), ctx0, "the context changed");
     }
-    assert!(snapshot(&model) == before, "every model parameter is bit-identical after training");
+    assert!(
+        snapshot(&model) == before,
+        "every model parameter is bit-identical after training"
+    );
 }
 
 #[test]
@@ -275,7 +297,10 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(new(&["dog"], 0, None).unwrap_err().msg.contains("at least 1"));
     assert!(new(&["dog"], 4, Some("  ")).unwrap_err().msg.contains("no tokens"));
     assert!(new(&["dog"], 80, None).unwrap_err().msg.contains("context length"));
-    assert!(new(&["dog<|endoftext|>x"], 4, None).unwrap_err().msg.contains("end-of-text"));
+    assert!(new(&["dog<|endoftext|>x"], 4, None)
+        .unwrap_err()
+        .msg
+        .contains("end-of-text"));
 
     let pl = new(&["dog", "cat"], 4, None).unwrap();
     let p = model.config.projection_dim;
@@ -293,4 +318,53 @@ fn bad_input_is_an_error_not_a_panic() {
     let empty = Tensor::zeros(&[0, p], &dev).unwrap();
     let no_labels = Tensor::from_u32(vec![], &[0], &dev).unwrap();
     assert!(pl.loss(&model, &tape, &empty, &no_labels).is_err());
+}
+
+/// The same learner on the WGSL backend (lavapipe in CI): class embeddings, loss and the
+/// context gradient agree with the CPU backend.
+#[test]
+fn wgsl_backend_matches_cpu() {
+    let (model, tok) = load();
+    let gpu_model = Clip::load(&model_dir(), &common::gpu(), WeightStorage::AsStored).unwrap();
+    let classes = names(&["dog", "red sports car", "cat"]);
+    let zs = zero_shot::class_embeddings(&model, &tok, &classes, &["a photo of a {}.".to_string()])
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for class_specific in [false, true] {
+        let pl = PromptLearner::new(&model, &tok, &classes, 16, Some("a photo of a"), class_specific, 0).unwrap();
+        let gl = PromptLearner::new(&gpu_model, &tok, &classes, 16, Some("a photo of a"), class_specific, 0).unwrap();
+        let g = gl.class_embeddings(&gpu_model).unwrap().to_vec().unwrap();
+        assert!(
+            common::rel_err(&zs, &g) < 1e-4,
+            "WGSL CoOp(init) vs zero-shot: {}",
+            common::rel_err(&zs, &g)
+        );
+        let p = model.config.projection_dim;
+        let feats = common::randn(&[4, p], 5);
+        let labels = vec![0u32, 2, 1, 2];
+        let mut grads = vec![];
+        let mut losses = vec![];
+        for (m, l) in [(&model, &pl), (&gpu_model, &gl)] {
+            let img = Tensor::from_slice(&feats, &[4, p], m.device())
+                .unwrap()
+                .l2norm()
+                .unwrap()
+                .0;
+            let lab = Tensor::from_u32(labels.clone(), &[4], m.device()).unwrap();
+            let tape = Tape::new();
+            let loss = l.loss(m, &tape, &img, &lab).unwrap();
+            losses.push(loss.value.item().unwrap());
+            grads.push(tape.backward(&loss).unwrap().get(l.ctx.id).unwrap().to_vec().unwrap());
+        }
+        assert!(
+            (losses[0] - losses[1]).abs() < 1e-4,
+            "loss cpu {} vs wgsl {}",
+            losses[0],
+            losses[1]
+        );
+        let e = common::rel_err(&grads[0], &grads[1]);
+        eprintln!("class_specific={class_specific}: WGSL vs CPU ctx gradient rel err {e:.2e}");
+        assert!(e < 1e-3);
+    }
 }

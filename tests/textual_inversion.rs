@@ -1,6 +1,7 @@
 //! Textual inversion on the tiny fixture model: a new word initialised from "dog" is "dog"
 //! (training path and after install), a short training run learns, save/load/install round
 //! trips, and bad input.
+mod common;
 use std::path::{Path, PathBuf};
 
 use cliptune::adapt::textual_inversion::TextualInversion;
@@ -44,7 +45,12 @@ fn snapshot(model: &Clip) -> Vec<(String, Vec<u32>)> {
     model
         .params()
         .iter()
-        .map(|p| (p.name.clone(), p.value.to_vec().unwrap().iter().map(|x| x.to_bits()).collect()))
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.value.to_vec().unwrap().iter().map(|x| x.to_bits()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -56,7 +62,14 @@ fn tmp(name: &str) -> PathBuf {
 
 fn features(ti: &TextualInversion, model: &Clip, input: &TextInput) -> Vec<f32> {
     let tape = Tape::inference();
-    ti.text_features(model, &tape, input).unwrap().value.l2norm().unwrap().0.to_vec().unwrap()
+    ti.text_features(model, &tape, input)
+        .unwrap()
+        .value
+        .l2norm()
+        .unwrap()
+        .0
+        .to_vec()
+        .unwrap()
 }
 
 #[test]
@@ -64,7 +77,11 @@ fn new_word_initialised_from_dog_is_dog() {
     let (model, mut tok) = load();
     let vocab = model.text.token_embedding.value.dim(0);
     let ti = TextualInversion::new(&model, &mut tok, &["<sks>"], Some("dog"), 0).unwrap();
-    assert_eq!(ti.ids, vec![vocab as u32], "the new word gets the first id past the vocabulary");
+    assert_eq!(
+        ti.ids,
+        vec![vocab as u32],
+        "the new word gets the first id past the vocabulary"
+    );
     let (sks, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a <sks>.", "<SKS> on a table"])).unwrap();
     let (dog, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a dog.", "dog on a table"])).unwrap();
     assert!(sks.ids.contains(&ti.ids[0]) && !dog.ids.contains(&ti.ids[0]));
@@ -87,20 +104,29 @@ fn new_word_initialised_from_dog_is_dog() {
     let mut installed = model.clone();
     let mut tok2 = ClipTokenizer::for_model_dir(&model_dir()).unwrap();
     ti.install(&mut installed, &mut tok2).unwrap();
-    assert_eq!(installed.text.token_embedding.value.shape(), &[vocab + 1, model.config.text.tower.width]);
+    assert_eq!(
+        installed.text.token_embedding.value.shape(),
+        &[vocab + 1, model.config.text.tower.width]
+    );
     assert_eq!(installed.config.text.vocab, vocab + 1);
-    let (sks2, _) = zero_shot::tokenize(&installed, &tok2, &texts(&["a photo of a <sks>.", "<SKS> on a table"])).unwrap();
+    let (sks2, _) =
+        zero_shot::tokenize(&installed, &tok2, &texts(&["a photo of a <sks>.", "<SKS> on a table"])).unwrap();
     assert_eq!(sks2.ids, sks.ids);
     let c = installed.encode_text(&sks2, 8).unwrap().to_vec().unwrap();
     let e = max_abs(&c, &b);
     eprintln!("after install: <sks> vs dog max abs diff {e:.2e}");
     assert!(e <= 1e-6, "installed word differs by {e}");
     // Zero-shot with the new word as a class name equals "dog".
-    let zs_sks = zero_shot::class_embeddings(&installed, &tok2, &texts(&["<sks>"]), &texts(&["a photo of a {}."])).unwrap();
+    let zs_sks =
+        zero_shot::class_embeddings(&installed, &tok2, &texts(&["<sks>"]), &texts(&["a photo of a {}."])).unwrap();
     let zs_dog = zero_shot::class_embeddings(&model, &tok, &texts(&["dog"]), &texts(&["a photo of a {}."])).unwrap();
     assert!(max_abs(&zs_sks.to_vec().unwrap(), &zs_dog.to_vec().unwrap()) <= 1e-6);
     // Installing twice is refused.
-    assert!(ti.install(&mut installed, &mut tok2).unwrap_err().msg.contains("installed before"));
+    assert!(ti
+        .install(&mut installed, &mut tok2)
+        .unwrap_err()
+        .msg
+        .contains("installed before"));
 }
 
 fn fixture_images(model: &Clip) -> Tensor {
@@ -139,18 +165,34 @@ fn learns_the_word_and_changes_only_its_rows() {
         let loss = ti.loss_contrastive(&model, &tape, &img, &input).unwrap();
         losses.push(loss.value.item().unwrap());
         let grads = tape.backward(&loss).unwrap();
-        assert_eq!(grads.param_ids(), vec![ti.embeddings.id], "only the new rows get a gradient");
+        assert_eq!(
+            grads.param_ids(),
+            vec![ti.embeddings.id],
+            "only the new rows get a gradient"
+        );
         opt.step(&mut ti.params_mut(), &grads).unwrap();
     }
     let tape = Tape::inference();
-    let last = ti.loss_contrastive(&model, &tape, &img, &input).unwrap().value.item().unwrap();
+    let last = ti
+        .loss_contrastive(&model, &tape, &img, &input)
+        .unwrap()
+        .value
+        .item()
+        .unwrap();
     eprintln!("textual inversion: loss {:.4} -> {last:.4}", losses[0]);
-    assert!(last < 0.8 * losses[0], "loss did not fall enough: {} -> {last}", losses[0]);
+    assert!(
+        last < 0.8 * losses[0],
+        "loss did not fall enough: {} -> {last}",
+        losses[0]
+    );
     let rows1 = ti.embeddings.value.to_vec().unwrap();
     let w = ti.width();
     assert_ne!(rows1[..w], rows0[..w], "<sks> moved");
     assert_ne!(rows1[w..], rows0[w..], "<obj> moved");
-    assert!(snapshot(&model) == before, "every model parameter is bit-identical after training");
+    assert!(
+        snapshot(&model) == before,
+        "every model parameter is bit-identical after training"
+    );
 
     // Save, load with a fresh tokenizer, install: the installed model gives the trained features.
     let path = tmp("words.safetensors");
@@ -169,7 +211,10 @@ fn learns_the_word_and_changes_only_its_rows() {
     let tj = tmp("tokenizer.json");
     tok2.save(&tj).unwrap();
     let tok3 = ClipTokenizer::from_file(&tj).unwrap();
-    assert_eq!(tok3.encode("a photo of <sks>").unwrap(), tok2.encode("a photo of <sks>").unwrap());
+    assert_eq!(
+        tok3.encode("a photo of <sks>").unwrap(),
+        tok2.encode("a photo of <sks>").unwrap()
+    );
     assert!(tok3.encode("<obj>").unwrap().contains(&ti.ids[1]));
 }
 
@@ -178,8 +223,14 @@ fn random_init_and_bad_input() {
     let (model, mut tok) = load();
     let vocab_before = tok.vocab_size();
     // Errors leave the tokenizer unchanged.
-    assert!(TextualInversion::new(&model, &mut tok, &[], None, 0).unwrap_err().msg.contains("no new words"));
-    assert!(TextualInversion::new(&model, &mut tok, &["<a>", "<A>"], None, 0).unwrap_err().msg.contains("twice"));
+    assert!(TextualInversion::new(&model, &mut tok, &[], None, 0)
+        .unwrap_err()
+        .msg
+        .contains("no new words"));
+    assert!(TextualInversion::new(&model, &mut tok, &["<a>", "<A>"], None, 0)
+        .unwrap_err()
+        .msg
+        .contains("twice"));
     let e = TextualInversion::new(&model, &mut tok, &["<sks>"], Some("red car"), 0).unwrap_err();
     assert!(e.msg.contains("single token"), "{}", e.msg);
     assert!(TextualInversion::new(&model, &mut tok, &["two words"], None, 0).is_err());
@@ -222,14 +273,20 @@ fn random_init_and_bad_input() {
     let mut m = model.clone();
     let e = ti.install(&mut m, &mut skewed).unwrap_err();
     assert!(e.msg.contains("tokenizer"), "{}", e.msg);
-    assert_eq!(m.text.token_embedding.value.dim(0), model.text.token_embedding.value.dim(0));
+    assert_eq!(
+        m.text.token_embedding.value.dim(0),
+        model.text.token_embedding.value.dim(0)
+    );
 
     // Files: another model, junk, wrong kind.
     let path = tmp("sks.safetensors");
     ti.save(&path).unwrap();
     let other = Clip::random(model.config.clone(), 5, &Device::Cpu).unwrap();
     let mut t = ClipTokenizer::for_model_dir(&model_dir()).unwrap();
-    assert!(TextualInversion::load(&path, &other, &mut t).unwrap_err().msg.contains("another model"));
+    assert!(TextualInversion::load(&path, &other, &mut t)
+        .unwrap_err()
+        .msg
+        .contains("another model"));
     let junk = tmp("junk.safetensors");
     std::fs::write(&junk, b"\x08\0\0\0\0\0\0\0{}").unwrap();
     assert!(TextualInversion::load(&junk, &model, &mut t).is_err());
@@ -238,4 +295,43 @@ fn random_init_and_bad_input() {
     pl.save(&prompt_file).unwrap();
     let e = TextualInversion::load(&prompt_file, &model, &mut t).unwrap_err();
     assert!(e.msg.contains("cliptune.prompt"), "{}", e.msg);
+}
+
+/// The training path on the WGSL backend (lavapipe in CI): "<sks>" from "dog" is "dog", and
+/// the gradient of the new rows agrees with the CPU backend.
+#[test]
+fn wgsl_backend_matches_cpu() {
+    let (model, mut tok) = load();
+    let gpu_model = Clip::load(&model_dir(), &common::gpu(), WeightStorage::AsStored).unwrap();
+    let ti = TextualInversion::new(&model, &mut tok, &["<sks>"], Some("dog"), 0).unwrap();
+    let mut gti = ti.clone();
+    gti.embeddings.value = ti.embeddings.value.to_device(gpu_model.device()).unwrap();
+    let (sks, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a <sks>.", "<sks> on a table"])).unwrap();
+    let (dog, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a dog.", "dog on a table"])).unwrap();
+    let a = features(&gti, &gpu_model, &sks);
+    let b = gpu_model.encode_text(&dog, 8).unwrap().to_vec().unwrap();
+    assert!(max_abs(&a, &b) <= 1e-6, "WGSL: <sks> vs dog {}", max_abs(&a, &b));
+    let p = model.config.projection_dim;
+    let feats = common::randn(&[2, p], 9);
+    let mut grads = vec![];
+    for (m, t) in [(&model, &ti), (&gpu_model, &gti)] {
+        let img = Tensor::from_slice(&feats, &[2, p], m.device())
+            .unwrap()
+            .l2norm()
+            .unwrap()
+            .0;
+        let tape = Tape::new();
+        let loss = t.loss_contrastive(m, &tape, &img, &sks).unwrap();
+        grads.push(
+            tape.backward(&loss)
+                .unwrap()
+                .get(t.embeddings.id)
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+        );
+    }
+    let e = common::rel_err(&grads[0], &grads[1]);
+    eprintln!("WGSL vs CPU new-row gradient rel err {e:.2e}");
+    assert!(e < 1e-3);
 }

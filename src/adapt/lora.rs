@@ -233,7 +233,10 @@ impl LoraConfig {
             return Err(Error::invalid("LoRA rank must be at least 1"));
         }
         if !self.alpha.is_finite() || self.alpha <= 0.0 {
-            return Err(Error::invalid(format!("LoRA alpha must be positive, got {}", self.alpha)));
+            return Err(Error::invalid(format!(
+                "LoRA alpha must be positive, got {}",
+                self.alpha
+            )));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::invalid(format!(
@@ -247,7 +250,9 @@ impl LoraConfig {
             ));
         }
         if self.towers.is_empty() {
-            return Err(Error::invalid("LoRA needs at least one tower: valid towers are text, vision"));
+            return Err(Error::invalid(
+                "LoRA needs at least one tower: valid towers are text, vision",
+            ));
         }
         Ok(())
     }
@@ -423,7 +428,10 @@ pub fn apply_lora(model: &mut Clip, cfg: &LoraConfig, seed: u64) -> Result<usize
         let bound = 1.0 / (d_in as f32).sqrt();
         let mut rng = Rng::new(seed ^ name_hash(&module));
         let a: Vec<f32> = (0..r * d_in).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect();
-        let a = Param::trainable(format!("{module}.lora_A.weight"), Tensor::from_vec(a, &[r, d_in], &dev)?);
+        let a = Param::trainable(
+            format!("{module}.lora_A.weight"),
+            Tensor::from_vec(a, &[r, d_in], &dev)?,
+        );
         let b = Param::trainable(format!("{module}.lora_B.weight"), Tensor::zeros(&[d_out, r], &dev)?);
         lin.attach_lora(a, b, cfg.scale(), cfg.dropout)?;
     }
@@ -476,8 +484,14 @@ pub fn export_peft_with_base(model: &Clip, cfg: &LoraConfig, dir: &Path, base: O
                 cfg.alpha
             )));
         }
-        tensors.push((format!("{PEFT_PREFIX}{module}.lora_A.weight"), l.a.value.cast(DType::F32)?));
-        tensors.push((format!("{PEFT_PREFIX}{module}.lora_B.weight"), l.b.value.cast(DType::F32)?));
+        tensors.push((
+            format!("{PEFT_PREFIX}{module}.lora_A.weight"),
+            l.a.value.cast(DType::F32)?,
+        ));
+        tensors.push((
+            format!("{PEFT_PREFIX}{module}.lora_B.weight"),
+            l.b.value.cast(DType::F32)?,
+        ));
         modules.push(module);
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -732,7 +746,9 @@ pub fn load_peft(model: &mut Clip, dir: &Path) -> Result<LoraConfig> {
         attach.push((site, a, b, scale));
     }
     if !(0.0..1.0).contains(&dropout) {
-        return Err(Error::invalid(format!("{cp}: lora_dropout {dropout} must be in [0, 1)")));
+        return Err(Error::invalid(format!(
+            "{cp}: lora_dropout {dropout} must be in [0, 1)"
+        )));
     }
 
     let dev = model.device().clone();

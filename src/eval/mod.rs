@@ -10,6 +10,7 @@
 //! and returns [`crate::error::Error`] (never panics) on inconsistent input.
 pub mod linear_probe;
 pub mod metrics;
+pub mod suite;
 
 pub use linear_probe::{split_train_val, sweep, LinearProbe};
 pub use metrics::{retrieval, topk_accuracy, RetrievalMetrics};
