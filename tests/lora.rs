@@ -415,6 +415,14 @@ fn merge_equals_unmerged_and_hf_checkpoint_reloads() {
         }
         let _ = std::fs::remove_dir_all(&out);
     }
+    // Merging on the GPU backend (f16 base weights cast to f32 there).
+    let mut g = tiny(&common::gpu());
+    lora::load_peft(&mut g, &qv_dir()).unwrap();
+    lora::merge(&mut g).unwrap();
+    let (gi, gt) = embeds(&g, &fx);
+    let e = max_abs(&gi, &fx.g("qv.merged_image_embeds").1).max(max_abs(&gt, &fx.g("qv.merged_text_embeds").1));
+    eprintln!("qv merged on wgpu vs PEFT merge_and_unload: {e:.2e}");
+    assert!(e <= 1e-3);
     // Saving with unmerged adapters is refused (they would be silently dropped).
     let mut m = tiny(&Device::Cpu);
     lora::load_peft(&mut m, &qv_dir()).unwrap();

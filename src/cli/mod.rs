@@ -1,6 +1,7 @@
 //! Subcommands.
 mod clip_cmds;
 mod devices;
+mod eval_cmd;
 
 use std::path::PathBuf;
 
@@ -61,6 +62,32 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         batch: usize,
     },
+    /// Evaluate a model: zero-shot top-1/top-5, retrieval R@1/5/10 both ways, linear probe.
+    /// DATA is a class-folder root (root/<class>/*.png), fashion-mnist:train|test[:N per
+    /// class], or (for --retrieval) a caption file (.csv/.tsv/.jsonl with image,caption).
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long = "zero-shot")]
+        zero_shot: Vec<String>,
+        #[arg(long)]
+        retrieval: Vec<PathBuf>,
+        /// TRAIN TEST (repeatable).
+        #[arg(long = "linear-probe", num_args = 2, value_names = ["TRAIN", "TEST"])]
+        linear_probe: Vec<String>,
+        /// Class names (one per line, in sorted-folder order) for class-folder data.
+        #[arg(long)]
+        classes_file: Option<PathBuf>,
+        #[arg(long, default_value = "openai")]
+        templates: String,
+        #[arg(long)]
+        json: bool,
+        /// Also write the JSON to this file (for `cliptune report`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Classify images by similarity to class prompts.
     ZeroShot {
         #[arg(long)]
@@ -94,6 +121,11 @@ pub fn run() -> Result<()> {
         Command::Check { device } => {
             let dev = cliptune::Device::select(device.parse()?)?;
             cliptune::selfcheck::run(&dev)
+        }
+        Command::Eval { model, zero_shot, retrieval, linear_probe, classes_file, templates, json, out, device } => {
+            let dev = cliptune::Device::select(device.parse()?)?;
+            let args = eval_cmd::EvalArgs { model, zero_shot, retrieval, linear_probe, classes_file, templates, json, out };
+            eval_cmd::run(args, &dev).map(|_| ())
         }
         Command::Tokenize { model, texts } => clip_cmds::tokenize_cmd(model.as_deref(), &texts),
         Command::Embed {

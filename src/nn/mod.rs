@@ -9,7 +9,7 @@ mod mlp;
 pub use attention::MultiHeadAttention;
 pub use block::Block;
 pub use layernorm::LayerNorm;
-pub use linear::Linear;
+pub use linear::{Linear, LoraAdapter};
 pub use mlp::Mlp;
 
 use crate::autograd::Param;

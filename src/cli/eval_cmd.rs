@@ -1,0 +1,63 @@
+//! `cliptune eval`: zero-shot, retrieval and linear-probe metrics in one run.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cliptune::clip::tokenizer::ClipTokenizer;
+use cliptune::clip::zero_shot::templates;
+use cliptune::clip::{Clip, WeightStorage};
+use cliptune::eval::suite::{linear_probe_eval, load_labeled, retrieval_eval, zero_shot, EvalReport};
+use cliptune::tensor::io::write_atomic;
+use cliptune::{Device, Error, Result};
+
+pub struct EvalArgs {
+    pub model: PathBuf,
+    pub zero_shot: Vec<String>,
+    pub retrieval: Vec<PathBuf>,
+    pub linear_probe: Vec<String>,
+    pub classes_file: Option<PathBuf>,
+    pub templates: String,
+    pub json: bool,
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
+    if a.zero_shot.is_empty() && a.retrieval.is_empty() && a.linear_probe.is_empty() {
+        return Err(Error::invalid("eval: nothing to evaluate: give --zero-shot DATA, --retrieval DATA or --linear-probe TRAIN TEST"));
+    }
+    let t0 = Instant::now();
+    let model = Clip::load(&a.model, dev, WeightStorage::AsStored)?;
+    let tok = ClipTokenizer::for_model_dir(&a.model)?;
+    let dir = Some(a.model.as_path());
+    let mut rep = EvalReport { model: a.model.display().to_string(), ..Default::default() };
+    let t = templates(&a.templates)?;
+    for d in &a.zero_shot {
+        eprintln!("[eval] zero-shot on {d} ...");
+        let set = load_labeled(d, a.classes_file.as_deref())?;
+        rep.zero_shot.push(zero_shot(&model, &tok, dir, &set, &t)?);
+    }
+    for d in &a.retrieval {
+        eprintln!("[eval] retrieval on {} ...", d.display());
+        rep.retrieval.push(retrieval_eval(&model, &tok, dir, d)?);
+    }
+    for pair in a.linear_probe.chunks(2) {
+        let [train, test] = pair else {
+            return Err(Error::invalid("--linear-probe takes two datasets: TRAIN TEST"));
+        };
+        eprintln!("[eval] linear probe {train} -> {test} ...");
+        let tr = load_labeled(train, a.classes_file.as_deref())?;
+        let te = load_labeled(test, a.classes_file.as_deref())?;
+        rep.linear_probe.push(linear_probe_eval(&model, dir, &tr, &te)?);
+    }
+    eprintln!("[eval] done in {:.1}s", t0.elapsed().as_secs_f32());
+    if a.json {
+        println!("{}", rep.to_json());
+    } else {
+        print!("{rep}");
+    }
+    if let Some(out) = &a.out {
+        write_atomic(out, serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default().as_bytes())?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(rep)
+}
+
