@@ -126,7 +126,14 @@ impl PromptLearner {
             )));
         }
         let v = model.text.token_embedding.value.dim(0);
-        let max_id = self.suffix_ids.iter().flatten().chain([&self.bos_id]).max().copied().unwrap_or(0);
+        let max_id = self
+            .suffix_ids
+            .iter()
+            .flatten()
+            .chain([&self.bos_id])
+            .max()
+            .copied()
+            .unwrap_or(0);
         if max_id as usize >= v {
             return Err(Error::invalid(format!(
                 "prompt tuning: token id {max_id} is outside this model's vocabulary of {v}"
@@ -166,11 +173,7 @@ impl PromptLearner {
             .narrow1(0, len)?
             .reshape(&[len, w])?;
         let x = x.add(&pos)?;
-        let eot = self
-            .suffix_ids
-            .iter()
-            .map(|ids| 1 + n + ids.len() - 1)
-            .collect();
+        let eot = self.suffix_ids.iter().map(|ids| 1 + n + ids.len() - 1).collect();
         Ok((x, eot))
     }
 
@@ -252,8 +255,12 @@ impl PromptLearner {
         f.expect_format(FORMAT)?;
         let n_ctx: usize = f.parse("n_ctx")?;
         let class_specific: bool = f.parse("class_specific")?;
-        let classes: Vec<String> = serde_json::from_str(f.meta("classes")?)
-            .map_err(|e| Error::io(path.display(), format!("metadata 'classes' is not a JSON list of names: {e}")))?;
+        let classes: Vec<String> = serde_json::from_str(f.meta("classes")?).map_err(|e| {
+            Error::io(
+                path.display(),
+                format!("metadata 'classes' is not a JSON list of names: {e}"),
+            )
+        })?;
         let width: usize = f.parse("text_width")?;
         let mw = model.config.text.tower.width;
         if width != mw {
@@ -329,7 +336,11 @@ pub(crate) fn check_fingerprint(f: &AdapterFile, what: &str, model_fp: &str) -> 
 /// The inner token ids of an init phrase (without BOS/EOT).
 fn phrase_ids(model: &Clip, tok: &ClipTokenizer, phrase: &str) -> Result<Vec<u32>> {
     let ids = tok.encode(phrase)?;
-    let inner = if ids.len() >= 2 { &ids[1..ids.len() - 1] } else { &[][..] };
+    let inner = if ids.len() >= 2 {
+        &ids[1..ids.len() - 1]
+    } else {
+        &[][..]
+    };
     if inner.is_empty() {
         return Err(Error::invalid(format!(
             "prompt tuning: the context init phrase {phrase:?} has no tokens"
@@ -374,7 +385,10 @@ fn class_suffixes(model: &Clip, tok: &ClipTokenizer, classes: &[String], n_ctx: 
             )));
         }
         let suffix = ids[1..].to_vec();
-        if suffix[..suffix.len() - 1].iter().any(|&t| t == tok.eos_id() || t == tok.bos_id()) {
+        if suffix[..suffix.len() - 1]
+            .iter()
+            .any(|&t| t == tok.eos_id() || t == tok.bos_id())
+        {
             return Err(Error::invalid(format!(
                 "prompt tuning: class name {name:?} contains a start/end-of-text token"
             )));
@@ -399,7 +413,11 @@ fn class_suffixes(model: &Clip, tok: &ClipTokenizer, classes: &[String], n_ctx: 
 
 /// Write f32 tensors and string metadata as one safetensors file (temp file + rename).
 /// Shared by the adapters (prompt learner, textual inversion).
-pub(crate) fn write_with_metadata(path: &Path, tensors: &[(&str, &Tensor)], meta: HashMap<String, String>) -> Result<()> {
+pub(crate) fn write_with_metadata(
+    path: &Path,
+    tensors: &[(&str, &Tensor)],
+    meta: HashMap<String, String>,
+) -> Result<()> {
     let mut host: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let bytes: Vec<u8> = t.to_vec()?.iter().flat_map(|x| x.to_le_bytes()).collect();

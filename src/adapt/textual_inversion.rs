@@ -180,7 +180,13 @@ impl TextualInversion {
     /// Symmetric contrastive loss (in-batch negatives) of L2-normalised `image_features` `[B, P]`
     /// (cached: the image tower is frozen) against `captions` (`m >= B` rows: row i describes
     /// image i; rows past B are extra negatives), at the model's frozen temperature.
-    pub fn loss_contrastive(&self, model: &Clip, tape: &Tape, image_features: &Tensor, captions: &TextInput) -> Result<Var> {
+    pub fn loss_contrastive(
+        &self,
+        model: &Clip,
+        tape: &Tape,
+        image_features: &Tensor,
+        captions: &TextInput,
+    ) -> Result<Var> {
         let p = model.config.projection_dim;
         let is = image_features.shape();
         if is.len() != 2 || is[0] == 0 || is[1] != p {
@@ -192,7 +198,10 @@ impl TextualInversion {
         if captions.n < is[0] {
             return Err(Error::shape(
                 "textual inversion loss",
-                format!("{} captions for {} images: each image needs its caption", captions.n, is[0]),
+                format!(
+                    "{} captions for {} images: each image needs its caption",
+                    captions.n, is[0]
+                ),
             ));
         }
         let txt = self.text_features(model, tape, captions)?.l2norm()?;
@@ -256,8 +265,12 @@ impl TextualInversion {
     pub fn load(path: &Path, model: &Clip, tok: &mut ClipTokenizer) -> Result<TextualInversion> {
         let f = AdapterFile::read(path)?;
         f.expect_format(FORMAT)?;
-        let words: Vec<String> = serde_json::from_str(f.meta("words")?)
-            .map_err(|e| Error::io(path.display(), format!("metadata 'words' is not a JSON list of words: {e}")))?;
+        let words: Vec<String> = serde_json::from_str(f.meta("words")?).map_err(|e| {
+            Error::io(
+                path.display(),
+                format!("metadata 'words' is not a JSON list of words: {e}"),
+            )
+        })?;
         let width: usize = f.parse("text_width")?;
         let mw = model.config.text.tower.width;
         if width != mw {
@@ -299,7 +312,9 @@ fn check_words(words: &[&str]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for w in words {
         if !seen.insert(w.to_lowercase()) {
-            return Err(Error::invalid(format!("textual inversion: the word {w:?} is given twice")));
+            return Err(Error::invalid(format!(
+                "textual inversion: the word {w:?} is given twice"
+            )));
         }
     }
     Ok(())

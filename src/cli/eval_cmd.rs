@@ -22,13 +22,18 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
     if a.zero_shot.is_empty() && a.retrieval.is_empty() && a.linear_probe.is_empty() {
-        return Err(Error::invalid("eval: nothing to evaluate: give --zero-shot DATA, --retrieval DATA or --linear-probe TRAIN TEST"));
+        return Err(Error::invalid(
+            "eval: nothing to evaluate: give --zero-shot DATA, --retrieval DATA or --linear-probe TRAIN TEST",
+        ));
     }
     let t0 = Instant::now();
     let model = Clip::load(&a.model, dev, WeightStorage::AsStored)?;
     let tok = ClipTokenizer::for_model_dir(&a.model)?;
     let dir = Some(a.model.as_path());
-    let mut rep = EvalReport { model: a.model.display().to_string(), ..Default::default() };
+    let mut rep = EvalReport {
+        model: a.model.display().to_string(),
+        ..Default::default()
+    };
     let t = templates(&a.templates)?;
     for d in &a.zero_shot {
         eprintln!("[eval] zero-shot on {d} ...");
@@ -55,9 +60,13 @@ pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
         print!("{rep}");
     }
     if let Some(out) = &a.out {
-        write_atomic(out, serde_json::to_string_pretty(&rep.to_json()).unwrap_or_default().as_bytes())?;
+        write_atomic(
+            out,
+            serde_json::to_string_pretty(&rep.to_json())
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         eprintln!("wrote {}", out.display());
     }
     Ok(rep)
 }
-

@@ -2,6 +2,7 @@
 mod clip_cmds;
 mod devices;
 mod eval_cmd;
+mod train_cmd;
 
 use std::path::PathBuf;
 
@@ -88,6 +89,8 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Fine-tune: prompt (CoOp), linear-probe, lora, textual-inversion or full; writes an adapter dir.
+    Train(train_cmd::TrainCli),
     /// Classify images by similarity to class prompts.
     ZeroShot {
         #[arg(long)]
@@ -122,11 +125,31 @@ pub fn run() -> Result<()> {
             let dev = cliptune::Device::select(device.parse()?)?;
             cliptune::selfcheck::run(&dev)
         }
-        Command::Eval { model, zero_shot, retrieval, linear_probe, classes_file, templates, json, out, device } => {
+        Command::Eval {
+            model,
+            zero_shot,
+            retrieval,
+            linear_probe,
+            classes_file,
+            templates,
+            json,
+            out,
+            device,
+        } => {
             let dev = cliptune::Device::select(device.parse()?)?;
-            let args = eval_cmd::EvalArgs { model, zero_shot, retrieval, linear_probe, classes_file, templates, json, out };
+            let args = eval_cmd::EvalArgs {
+                model,
+                zero_shot,
+                retrieval,
+                linear_probe,
+                classes_file,
+                templates,
+                json,
+                out,
+            };
             eval_cmd::run(args, &dev).map(|_| ())
         }
+        Command::Train(t) => train_cmd::run(t),
         Command::Tokenize { model, texts } => clip_cmds::tokenize_cmd(model.as_deref(), &texts),
         Command::Embed {
             model,

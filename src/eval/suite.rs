@@ -49,10 +49,17 @@ pub fn load_labeled(spec: &str, classes_file: Option<&Path>) -> Result<LabeledSe
         let split = match parts.next() {
             Some("train") => Split::Train,
             Some("test") => Split::Test,
-            other => return Err(Error::invalid(format!("{spec}: expected fashion-mnist:train or fashion-mnist:test, got {other:?}"))),
+            other => {
+                return Err(Error::invalid(format!(
+                    "{spec}: expected fashion-mnist:train or fashion-mnist:test, got {other:?}"
+                )))
+            }
         };
         let per_class: Option<usize> = match parts.next() {
-            Some(n) => Some(n.parse().map_err(|_| Error::invalid(format!("{spec}: '{n}' is not a number of images per class")))?),
+            Some(n) => Some(
+                n.parse()
+                    .map_err(|_| Error::invalid(format!("{spec}: '{n}' is not a number of images per class")))?,
+            ),
             None => None,
         };
         let (imgs, labels) = load_fashion_mnist(&default_dir(), split)?;
@@ -75,7 +82,12 @@ pub fn load_labeled(spec: &str, classes_file: Option<&Path>) -> Result<LabeledSe
         });
     }
     let d = load_class_folders(Path::new(spec), classes_file)?;
-    Ok(LabeledSet { name: spec.to_string(), source: ImageSource::Files(d.images), labels: d.labels, classes: d.classes })
+    Ok(LabeledSet {
+        name: spec.to_string(),
+        source: ImageSource::Files(d.images),
+        labels: d.labels,
+        classes: d.classes,
+    })
 }
 
 /// Preprocessed pixels [n, 3, h, w] of a set (files in parallel, unreadable ones are errors).
@@ -130,7 +142,13 @@ pub struct ZeroShotResult {
     pub classes: usize,
 }
 
-pub fn zero_shot(model: &Clip, tok: &ClipTokenizer, model_dir: Option<&Path>, set: &LabeledSet, templates: &[String]) -> Result<ZeroShotResult> {
+pub fn zero_shot(
+    model: &Clip,
+    tok: &ClipTokenizer,
+    model_dir: Option<&Path>,
+    set: &LabeledSet,
+    templates: &[String],
+) -> Result<ZeroShotResult> {
     if set.is_empty() {
         return Err(Error::invalid(format!("{}: no images", set.name)));
     }
@@ -138,7 +156,9 @@ pub fn zero_shot(model: &Clip, tok: &ClipTokenizer, model_dir: Option<&Path>, se
     let img = image_embeddings(model, model_dir, &set.source)?;
     let n = set.len();
     let p = model.config.projection_dim;
-    let scores = Tensor::from_vec(img, &[n, p], model.device())?.matmul(&transpose(&cls)?)?.to_vec()?;
+    let scores = Tensor::from_vec(img, &[n, p], model.device())?
+        .matmul(&transpose(&cls)?)?
+        .to_vec()?;
     let c = set.classes.len();
     Ok(ZeroShotResult {
         dataset: set.name.clone(),
@@ -170,7 +190,12 @@ pub struct RetrievalResult {
 }
 
 /// Retrieval over a caption file (several captions per image are handled).
-pub fn retrieval_eval(model: &Clip, tok: &ClipTokenizer, model_dir: Option<&Path>, data: &Path) -> Result<RetrievalResult> {
+pub fn retrieval_eval(
+    model: &Clip,
+    tok: &ClipTokenizer,
+    model_dir: Option<&Path>,
+    data: &Path,
+) -> Result<RetrievalResult> {
     let records = load_captions(data)?;
     let images: Vec<PathBuf> = records.iter().map(|r| r.image.clone()).collect();
     let mut texts = vec![];
@@ -202,9 +227,17 @@ pub struct LinearProbeResult {
 
 /// Linear probe on frozen image features: l2 swept on a 20 % validation split of
 /// the training set, refit on all of it, accuracy on the test set.
-pub fn linear_probe_eval(model: &Clip, model_dir: Option<&Path>, train: &LabeledSet, test: &LabeledSet) -> Result<LinearProbeResult> {
+pub fn linear_probe_eval(
+    model: &Clip,
+    model_dir: Option<&Path>,
+    train: &LabeledSet,
+    test: &LabeledSet,
+) -> Result<LinearProbeResult> {
     if train.classes != test.classes {
-        return Err(Error::invalid(format!("linear probe: {} and {} have different classes", train.name, test.name)));
+        return Err(Error::invalid(format!(
+            "linear probe: {} and {} have different classes",
+            train.name, test.name
+        )));
     }
     let d = model.config.projection_dim;
     let c = train.classes.len();
@@ -212,7 +245,12 @@ pub fn linear_probe_eval(model: &Clip, model_dir: Option<&Path>, train: &Labeled
     let xte = image_embeddings(model, model_dir, &test.source)?;
     let (tr_idx, va_idx) = split_train_val(train.len(), &train.labels, 0.2, 0);
     let pick = |idx: &[usize]| -> (Vec<f32>, Vec<usize>) {
-        (idx.iter().flat_map(|&i| xtr[i * d..(i + 1) * d].iter().copied()).collect(), idx.iter().map(|&i| train.labels[i]).collect())
+        (
+            idx.iter()
+                .flat_map(|&i| xtr[i * d..(i + 1) * d].iter().copied())
+                .collect(),
+            idx.iter().map(|&i| train.labels[i]).collect(),
+        )
     };
     let (xa, ya) = pick(&tr_idx);
     let (xv, yv) = pick(&va_idx);
@@ -257,7 +295,15 @@ impl std::fmt::Display for EvalReport {
             writeln!(f, "adapter: {a}")?;
         }
         for z in &self.zero_shot {
-            writeln!(f, "zero-shot   {:<32} top-1 {:6.2}%  top-5 {:6.2}%  ({} images, {} classes)", z.dataset, 100.0 * z.top1, 100.0 * z.top5, z.images, z.classes)?;
+            writeln!(
+                f,
+                "zero-shot   {:<32} top-1 {:6.2}%  top-5 {:6.2}%  ({} images, {} classes)",
+                z.dataset,
+                100.0 * z.top1,
+                100.0 * z.top5,
+                z.images,
+                z.classes
+            )?;
         }
         for r in &self.retrieval {
             let m = &r.metrics;
@@ -276,7 +322,14 @@ impl std::fmt::Display for EvalReport {
             )?;
         }
         for l in &self.linear_probe {
-            writeln!(f, "linear-probe {} -> {}: top-1 {:6.2}% (l2 {:.1e})", l.train, l.test, 100.0 * l.top1, l.l2)?;
+            writeln!(
+                f,
+                "linear-probe {} -> {}: top-1 {:6.2}% (l2 {:.1e})",
+                l.train,
+                l.test,
+                100.0 * l.top1,
+                l.l2
+            )?;
         }
         Ok(())
     }

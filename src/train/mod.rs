@@ -1,5 +1,6 @@
 //! Training pieces: the optimizer (more arrives with the training-loop issue).
 mod adamw;
+pub mod run;
 
 pub use adamw::AdamW;
 

@@ -1,0 +1,133 @@
+//! `cliptune train`: argument parsing for the training loop in `train::run`.
+use std::path::PathBuf;
+
+use clap::Args;
+use cliptune::adapt::lora::LoraConfig;
+use cliptune::train::run::{train, TrainArgs};
+use cliptune::{Device, Result};
+
+#[derive(Args)]
+pub struct TrainCli {
+    /// prompt (CoOp), linear-probe, lora, textual-inversion, or full (last resort).
+    #[arg(long)]
+    method: String,
+    #[arg(long)]
+    model: PathBuf,
+    /// Class folders (root/<class>/*.png), fashion-mnist:train[:N per class], or a
+    /// caption file (.csv/.tsv/.jsonl: image,caption[,negatives]).
+    #[arg(long)]
+    data: String,
+    #[arg(long)]
+    classes_file: Option<PathBuf>,
+    /// Adapter directory to write (new, empty, or a previous cliptune adapter).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Default per method: lora 1e-4, prompt 2e-3, textual-inversion 5e-3, full 1e-5.
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// Warmup steps (default: 10 % of the steps, at most 100).
+    #[arg(long)]
+    warmup: Option<usize>,
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Write the adapter every N steps (and always at the end).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    alpha: f32,
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f32,
+    /// LoRA targets: q,k,v,o,fc1,fc2.
+    #[arg(long, default_value = "q,v")]
+    targets: String,
+    /// LoRA towers: text,vision.
+    #[arg(long, default_value = "text,vision")]
+    towers: String,
+    /// LoRA layer range, e.g. 0-11.
+    #[arg(long)]
+    layers: Option<String>,
+    /// CoOp context vectors.
+    #[arg(long, default_value_t = 16)]
+    n_ctx: usize,
+    /// CoOp: initialise the context from a phrase (sets the count), e.g. "a photo of a".
+    #[arg(long)]
+    ctx_init: Option<String>,
+    #[arg(long)]
+    class_specific: bool,
+    /// Textual inversion: a new word, e.g. "<my-mug>" (repeatable).
+    #[arg(long = "new-token")]
+    new_tokens: Vec<String>,
+    /// Textual inversion: initialise from this existing single-token word.
+    #[arg(long)]
+    init_token: Option<String>,
+    /// Full fine-tuning: WiSE-FT weight toward the fine-tuned weights (1 = no ensembling).
+    #[arg(long, default_value_t = 1.0)]
+    wise_alpha: f32,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn run(c: TrainCli) -> Result<()> {
+    let lora = LoraConfig::parse(
+        c.rank,
+        c.alpha,
+        c.lora_dropout,
+        &c.targets,
+        &c.towers,
+        c.layers.as_deref(),
+    )?;
+    if !(0.0..=1.0).contains(&c.wise_alpha) {
+        return Err(cliptune::Error::invalid(format!(
+            "--wise-alpha {} must be within 0..1",
+            c.wise_alpha
+        )));
+    }
+    let args = TrainArgs {
+        method: c.method.parse()?,
+        model_dir: c.model,
+        data: c.data,
+        classes_file: c.classes_file,
+        out: c.out,
+        epochs: c.epochs,
+        batch: c.batch,
+        lr: c.lr,
+        weight_decay: c.weight_decay,
+        warmup: c.warmup,
+        max_grad_norm: c.max_grad_norm,
+        seed: c.seed,
+        max_steps: c.max_steps,
+        ckpt_every: c.checkpoint_every,
+        lora,
+        n_ctx: c.n_ctx,
+        ctx_init: c.ctx_init,
+        class_specific: c.class_specific,
+        new_tokens: c.new_tokens,
+        init_token: c.init_token,
+        wise_alpha: c.wise_alpha,
+        device: Device::select(c.device.parse()?)?,
+        progress: true,
+    };
+    let s = train(args)?;
+    eprintln!(
+        "[train] done: {} steps in {:.1}s, loss {:.4} -> {:.4}, {} trainable parameters; wrote {}",
+        s.steps,
+        s.seconds,
+        s.first_loss,
+        s.last_loss,
+        s.trainable,
+        s.out.display()
+    );
+    Ok(())
+}
