@@ -49,6 +49,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod nn;
+pub mod report;
 pub mod selfcheck;
 pub mod tensor;
 pub mod train;

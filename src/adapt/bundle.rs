@@ -32,7 +32,7 @@
 //! | `lora` | PEFT's `adapter_config.json` + `adapter_model.safetensors` ([`lora::export_peft`]) |
 //! | `prompt` | `prompt.safetensors` ([`PromptLearner::save`]) |
 //! | `textual-inversion` | `textual_inversion.safetensors` ([`TextualInversion::save`]) + `tokenizer.json` (the extended tokenizer) |
-//! | `linear-probe` | `linear_probe.json`: `{"classes": [c names], "weights": [c rows of d], "bias": [c], "l2": x}` |
+//! | `linear-probe` | `linear_probe.json`: `{"classes": [c names], "l2": x, "c": c, "d": d, "weight": [c*d numbers, row-major], "bias": [c]}` (`"weights": [c rows]` is read too) |
 //!
 //! The manifest is written last, so a directory that has one is complete. The `save_*`
 //! functions ([`save_lora`], [`save_prompt`], [`save_textual_inversion`],
@@ -285,15 +285,44 @@ impl Manifest {
                 .map(String::from)
                 .ok_or_else(|| Error::io(&p, format!("'{k}' is missing or not a string")))
         };
-        let method = Method::parse(&s("method")?).map_err(|e| Error::io(&p, e.msg))?;
+        let method_name = s("method")?;
+        if method_name == "full" {
+            return Err(Error::invalid(format!(
+                "{}: this is a full fine-tune, a whole model rather than an adapter: use it as --model {} \
+                 instead of --adapter",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        let method = Method::parse(&method_name).map_err(|e| Error::io(&p, e.msg))?;
         let fingerprint = s("fingerprint")?;
         let model_shape = match v.get("model_shape") {
             Some(ms) if !ms.is_null() => Some(ModelShape::from_json(ms, &p)?),
             _ => None,
         };
+        // Method-specific keys live under "info"; without one, every other top-level key
+        // counts as info (the flat layout is read too).
+        const KNOWN: [&str; 8] = [
+            "format",
+            "version",
+            "method",
+            "base_model",
+            "fingerprint",
+            "created",
+            "model_shape",
+            "info",
+        ];
         let info = match v.get("info") {
             Some(Value::Object(m)) => m.clone(),
-            None | Some(Value::Null) => Default::default(),
+            None | Some(Value::Null) => v
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+                        .map(|(k, x)| (k.clone(), x.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             Some(_) => return Err(Error::io(&p, "'info' must be a JSON object")),
         };
         Ok(Manifest {
@@ -416,14 +445,16 @@ impl ProbeAdapter {
         self.probe.predict_scores(&image_embeds.to_vec()?, s[0])
     }
 
-    /// The `linear_probe.json` contents.
+    /// The `linear_probe.json` contents: `classes`, `l2`, `c`, `d`, `weight` (c x d,
+    /// row-major), `bias` (c).
     pub fn to_json(&self) -> Value {
-        let d = self.probe.d.max(1);
         json!({
             "classes": self.classes,
-            "weights": self.probe.weight.chunks(d).map(|r| r.to_vec()).collect::<Vec<_>>(),
-            "bias": self.probe.bias,
             "l2": self.probe.l2,
+            "c": self.probe.c,
+            "d": self.probe.d,
+            "weight": self.probe.weight,
+            "bias": self.probe.bias,
         })
     }
 
@@ -439,49 +470,64 @@ impl ProbeAdapter {
             .ok_or_else(|| Error::io(&p, "'classes' must be a list of class names"))?;
         let floats = |x: &Value, what: &str| -> Result<Vec<f32>> {
             x.as_array()
-                .and_then(|a| {
-                    a.iter()
-                        .map(|f| f.as_f64().map(|f| f as f32))
-                        .collect::<Option<Vec<f32>>>()
-                })
+                .and_then(|a| a.iter().map(|f| f.as_f64().map(|f| f as f32)).collect::<Option<Vec<f32>>>())
                 .ok_or_else(|| Error::io(&p, format!("'{what}' must be a list of numbers")))
         };
-        let rows = v
-            .get("weights")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Error::io(&p, "'weights' must be a list of rows (one per class)"))?;
         let bias = floats(v.get("bias").unwrap_or(&Value::Null), "bias")?;
         let l2 = v.get("l2").and_then(Value::as_f64).unwrap_or(0.0) as f32;
         let c = classes.len();
         if c < 2 {
-            return Err(Error::io(
-                &p,
-                format!("a linear probe needs at least 2 classes, got {c}"),
-            ));
+            return Err(Error::io(&p, format!("a linear probe needs at least 2 classes, got {c}")));
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = classes.iter().find(|x| !seen.insert(x.as_str())) {
             return Err(Error::io(&p, format!("class {dup:?} is listed twice")));
         }
-        if rows.len() != c || bias.len() != c {
-            return Err(Error::io(
-                &p,
-                format!("{c} classes but {} weight rows and {} biases", rows.len(), bias.len()),
-            ));
+        if bias.len() != c {
+            return Err(Error::io(&p, format!("{c} classes but {} biases", bias.len())));
         }
-        let mut weight = vec![];
-        let mut d = None;
-        for (i, r) in rows.iter().enumerate() {
-            let r = floats(r, &format!("weights[{i}]"))?;
-            if *d.get_or_insert(r.len()) != r.len() {
+        if let Some(fc) = v.get("c").and_then(Value::as_u64) {
+            if fc as usize != c {
+                return Err(Error::io(&p, format!("'c' is {fc} but {c} classes are named")));
+            }
+        }
+        // "weight": c * d numbers, row-major, with "d" (what save_linear_probe and the
+        // training loop write), or "weights": c rows of d numbers.
+        let (weight, d) = if let Some(w) = v.get("weight") {
+            let w = floats(w, "weight")?;
+            let d = match v.get("d").and_then(Value::as_u64) {
+                Some(d) => d as usize,
+                None => w.len() / c,
+            };
+            if d == 0 || w.len() != c * d {
                 return Err(Error::io(
                     &p,
-                    format!("weight row {i} has {} values, row 0 has {}", r.len(), d.unwrap_or(0)),
+                    format!("'weight' has {} values, expected {c} classes x {d} features", w.len()),
                 ));
             }
-            weight.extend(r);
-        }
-        let d = d.unwrap_or(0);
+            (w, d)
+        } else {
+            let rows = v
+                .get("weights")
+                .and_then(Value::as_array)
+                .ok_or_else(|| Error::io(&p, "no 'weight' (c x d numbers) or 'weights' (c rows)"))?;
+            if rows.len() != c {
+                return Err(Error::io(&p, format!("{c} classes but {} weight rows", rows.len())));
+            }
+            let mut weight = vec![];
+            let mut d = None;
+            for (i, r) in rows.iter().enumerate() {
+                let r = floats(r, &format!("weights[{i}]"))?;
+                if *d.get_or_insert(r.len()) != r.len() {
+                    return Err(Error::io(
+                        &p,
+                        format!("weight row {i} has {} values, row 0 has {}", r.len(), d.unwrap_or(0)),
+                    ));
+                }
+                weight.extend(r);
+            }
+            (weight, d.unwrap_or(0))
+        };
         let proj = model.config.projection_dim;
         if d != proj {
             return Err(Error::invalid(format!(
@@ -806,6 +852,10 @@ pub fn inspect(path: &Path) -> Result<AdapterDir> {
     .collect();
     match found.as_slice() {
         [m] => Ok(AdapterDir { dir, method: *m, manifest: None }),
+        [] if dir.join("config.json").is_file() || dir.join("open_clip_config.json").is_file() => Err(Error::io(
+            &d,
+            "this is a model directory, not an adapter: use it as --model (a merged checkpoint needs no --adapter)",
+        )),
         [] => Err(Error::io(
             &d,
             format!(

@@ -2,8 +2,6 @@
 //!
 //! - [`lora`]: low-rank adapters on the towers' attention/MLP Linears, with PEFT-layout
 //!   export/import, merging into the base weights, and merged HF checkpoints.
-//! - [`bundle`]: the adapter directory format (`cliptune_adapter.json` + the method's
-//!   files) and loading adapters onto a model at inference (`--adapter DIR`).
 pub mod bundle;
 pub mod lora;
 pub mod prompt;

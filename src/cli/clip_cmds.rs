@@ -1,9 +1,10 @@
 //! `tokenize`, `embed` and `zero-shot`: CLIP inference from the command line.
 use std::path::{Path, PathBuf};
 
+use cliptune::adapt::bundle::{load_adapters_named, Adapters};
 use cliptune::clip::preprocess::{preprocess_files, PreprocessConfig};
 use cliptune::clip::tokenizer::ClipTokenizer;
-use cliptune::clip::zero_shot::{class_embeddings, probabilities, templates, tokenize};
+use cliptune::clip::zero_shot::{probabilities, templates, tokenize};
 use cliptune::clip::{Clip, WeightStorage};
 use cliptune::tensor::io::write_safetensors;
 use cliptune::{Device, Error, Result, Tensor};
@@ -33,6 +34,15 @@ pub fn gather_texts(texts: &[String], texts_file: Option<&Path>) -> Result<Vec<S
         out.extend(s.lines().filter(|l| !l.trim().is_empty()).map(String::from));
     }
     Ok(out)
+}
+
+/// Load `--adapter` directories onto the model and tokenizer of `dir`, saying what was loaded.
+pub fn load_adapters_cli(model: &mut Clip, tok: &mut ClipTokenizer, dir: &Path, adapters: &[PathBuf]) -> Result<Adapters> {
+    let ad = load_adapters_named(model, tok, adapters, &format!("the model {}", dir.display()))?;
+    for a in &ad.loaded {
+        eprintln!("loaded {}", a.describe());
+    }
+    Ok(ad)
 }
 
 fn warn_truncated(n: usize, ctx: usize) {
@@ -102,9 +112,11 @@ pub fn embed_cmd(
     dev: &Device,
     skip_bad: bool,
     batch: usize,
+    adapters: &[PathBuf],
 ) -> Result<()> {
-    let model = Clip::load(dir, dev, WeightStorage::AsStored)?;
-    let tok = ClipTokenizer::for_model_dir(dir)?;
+    let mut model = Clip::load(dir, dev, WeightStorage::AsStored)?;
+    let mut tok = ClipTokenizer::for_model_dir(dir)?;
+    let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
     let mut tensors: Vec<(String, Tensor)> = vec![];
     let img = match pixels_for(&model, dir, images, pixels, skip_bad, dev)? {
         Some((px, _)) => {
@@ -123,10 +135,27 @@ pub fn embed_cmd(
         eprintln!("embedded {} text(s)", e.dim(0));
         Some(e)
     };
-    if img.is_none() && txt.is_none() {
+    // A prompt adapter's learned class prompts: `class_embeds` [classes, P], in its class order.
+    let cls = match ad.prompt() {
+        Some((pdir, learner)) => {
+            let e = learner.class_embeddings(&model)?;
+            eprintln!(
+                "embedded the {} learned class prompt(s) of {} as class_embeds: {}",
+                learner.classes.len(),
+                pdir.display(),
+                learner.classes.join(", ")
+            );
+            Some(e)
+        }
+        None => None,
+    };
+    if img.is_none() && txt.is_none() && cls.is_none() {
         return Err(Error::invalid(
             "embed: nothing to embed: give --image, --pixels, --text or --texts-file",
         ));
+    }
+    for (pdir, _) in ad.linear_probes() {
+        eprintln!("note: linear-probe adapter {} is loaded but embed does not use it", pdir.display());
     }
     if let (Some(i), Some(t)) = (&img, &txt) {
         tensors.push(("logits_per_image".into(), model.logits(i, t)?));
@@ -136,6 +165,9 @@ pub fn embed_cmd(
     }
     if let Some(t) = txt {
         tensors.push(("text_embeds".into(), t));
+    }
+    if let Some(c) = cls {
+        tensors.push(("class_embeds".into(), c));
     }
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     write_safetensors(out, &refs)?;
@@ -153,17 +185,33 @@ pub fn zero_shot_cmd(
     json: bool,
     dev: &Device,
     skip_bad: bool,
+    adapters: &[PathBuf],
 ) -> Result<()> {
-    if classes.is_empty() {
+    if classes.is_empty() && adapters.is_empty() {
         return Err(Error::invalid("zero-shot: give --classes a,b,c or --classes-file FILE"));
     }
     if images.is_empty() {
         return Err(Error::invalid("zero-shot: give at least one IMAGE"));
     }
-    let model = Clip::load(dir, dev, WeightStorage::AsStored)?;
-    let tok = ClipTokenizer::for_model_dir(dir)?;
     let t = templates(template_spec)?;
-    let cls = class_embeddings(&model, &tok, &classes, &t)?;
+    let mut model = Clip::load(dir, dev, WeightStorage::AsStored)?;
+    let mut tok = ClipTokenizer::for_model_dir(dir)?;
+    let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
+    // With a prompt adapter the classes default to the ones it was trained on, and its
+    // learned prompts replace the templates.
+    let classes = match (classes.is_empty(), ad.prompt()) {
+        (false, _) => classes,
+        (true, Some((_, learner))) => learner.classes.clone(),
+        (true, None) => {
+            return Err(Error::invalid(
+                "zero-shot: give --classes a,b,c or --classes-file FILE (only a prompt adapter brings its own classes)",
+            ))
+        }
+    };
+    for (pdir, _) in ad.linear_probes() {
+        eprintln!("note: linear-probe adapter {} is loaded but zero-shot does not use it", pdir.display());
+    }
+    let cls = ad.class_embeddings(&model, &tok, &classes, &t, "--classes")?;
     let (px, kept) = pixels_for(&model, dir, images, None, skip_bad, dev)?.expect("images given");
     let img = model.encode_image(&px, 32)?;
     let probs = probabilities(&model, &img, &cls)?.to_vec()?;

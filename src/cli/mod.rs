@@ -2,6 +2,8 @@
 mod clip_cmds;
 mod devices;
 mod eval_cmd;
+mod merge_cmd;
+mod report_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -62,6 +64,9 @@ enum Command {
         skip_bad_images: bool,
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// Adapter directory to load (repeatable; see `cliptune merge` to bake LoRA in).
+        #[arg(long = "adapter")]
+        adapters: Vec<PathBuf>,
     },
     /// Evaluate a model: zero-shot top-1/top-5, retrieval R@1/5/10 both ways, linear probe.
     /// DATA is a class-folder root (root/<class>/*.png), fashion-mnist:train|test[:N per
@@ -86,11 +91,48 @@ enum Command {
         /// Also write the JSON to this file (for `cliptune report`).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Adapter directory to load before evaluating (repeatable).
+        #[arg(long = "adapter")]
+        adapters: Vec<PathBuf>,
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Compare two `eval --out` files (before/after fine-tuning) and training logs: writes an HTML
+    /// page with target-domain gain, retention and curves, and PNG charts next to it.
+    Report {
+        /// Eval JSON of the base model (`cliptune eval --out`).
+        #[arg(long)]
+        before: PathBuf,
+        /// Eval JSON after fine-tuning.
+        #[arg(long)]
+        after: PathBuf,
+        /// Training log, JSON lines with step, loss[, lr, epoch, retention, eval_top1] (repeatable).
+        #[arg(long = "log")]
+        logs: Vec<PathBuf>,
+        /// A target-domain dataset (repeatable); default: the dataset with the largest gain.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// The HTML file; charts are written next to it as STEM_retention.png and STEM_curves.png.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Fine-tune: prompt (CoOp), linear-probe, lora, textual-inversion or full; writes an adapter dir.
     Train(train_cmd::TrainCli),
+    /// Merge LoRA (and textual-inversion) adapters into the base weights: writes a Hugging Face
+    /// CLIPModel directory that loads without --adapter.
+    Merge {
+        /// The base model (Hugging Face CLIPModel directory).
+        #[arg(long)]
+        model: PathBuf,
+        /// Adapter directory (repeatable).
+        #[arg(long = "adapter", required = true)]
+        adapters: Vec<PathBuf>,
+        /// A new (or empty) directory for the merged checkpoint.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Classify images by similarity to class prompts.
     ZeroShot {
         #[arg(long)]
@@ -112,6 +154,10 @@ enum Command {
         device: String,
         #[arg(long)]
         skip_bad_images: bool,
+        /// Adapter directory to load (repeatable); a prompt adapter's learned prompts replace
+        /// the templates and bring its classes.
+        #[arg(long = "adapter")]
+        adapters: Vec<PathBuf>,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
@@ -134,6 +180,7 @@ pub fn run() -> Result<()> {
             templates,
             json,
             out,
+            adapters,
             device,
         } => {
             let dev = cliptune::Device::select(device.parse()?)?;
@@ -146,10 +193,24 @@ pub fn run() -> Result<()> {
                 templates,
                 json,
                 out,
+                adapters,
             };
             eval_cmd::run(args, &dev).map(|_| ())
         }
         Command::Train(t) => train_cmd::run(t),
+        Command::Report {
+            before,
+            after,
+            logs,
+            targets,
+            out,
+        } => report_cmd::run(report_cmd::ReportArgs {
+            before,
+            after,
+            logs,
+            targets,
+            out,
+        }),
         Command::Tokenize { model, texts } => clip_cmds::tokenize_cmd(model.as_deref(), &texts),
         Command::Embed {
             model,
@@ -161,6 +222,7 @@ pub fn run() -> Result<()> {
             device,
             skip_bad_images,
             batch,
+            adapters,
         } => {
             let dev = cliptune::Device::select(device.parse()?)?;
             let texts = clip_cmds::gather_texts(&texts, texts_file.as_deref())?;
@@ -173,7 +235,12 @@ pub fn run() -> Result<()> {
                 &dev,
                 skip_bad_images,
                 batch,
+                &adapters,
             )
+        }
+        Command::Merge { model, adapters, out, device } => {
+            let dev = cliptune::Device::select(device.parse()?)?;
+            merge_cmd::run(&model, &adapters, &out, &dev)
         }
         Command::ZeroShot {
             model,
@@ -184,11 +251,22 @@ pub fn run() -> Result<()> {
             json,
             device,
             skip_bad_images,
+            adapters,
             images,
         } => {
             let dev = cliptune::Device::select(device.parse()?)?;
             let classes = clip_cmds::read_classes(classes.as_deref(), classes_file.as_deref())?;
-            clip_cmds::zero_shot_cmd(&model, classes, &templates, &images, top_k, json, &dev, skip_bad_images)
+            clip_cmds::zero_shot_cmd(
+                &model,
+                classes,
+                &templates,
+                &images,
+                top_k,
+                json,
+                &dev,
+                skip_bad_images,
+                &adapters,
+            )
         }
     }
 }

@@ -80,7 +80,11 @@ const FONT: &[(char, [u8; 7])] = &[
 
 fn glyph(c: char) -> [u8; 7] {
     let c = c.to_ascii_uppercase();
-    FONT.iter().find(|(k, _)| *k == c).or_else(|| FONT.iter().find(|(k, _)| *k == '?')).map(|(_, g)| *g).unwrap_or([0; 7])
+    FONT.iter()
+        .find(|(k, _)| *k == c)
+        .or_else(|| FONT.iter().find(|(k, _)| *k == '?'))
+        .map(|(_, g)| *g)
+        .unwrap_or([0; 7])
 }
 
 /// Width in pixels of `text` drawn at `scale` (6 px advance per character).
@@ -178,7 +182,11 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, f64) {
     let span = (hi - lo).abs().max(1e-12);
     let raw = span / target.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
     let first = (lo / step).ceil() * step;
     let mut ticks = vec![];
     let mut i = 0;
@@ -219,6 +227,8 @@ pub struct LineChart {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// Fixed x range (to line up stacked charts); None: the data's.
+    pub x_range: Option<(f64, f64)>,
     pub width: u32,
     pub height: u32,
 }
@@ -226,7 +236,11 @@ pub struct LineChart {
 /// A centred moving average over `window` points (for noisy loss curves).
 pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
     let half = window / 2;
-    let finite: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
     let mut prefix = vec![0.0; finite.len() + 1];
     for (i, (_, y)) in finite.iter().enumerate() {
         prefix[i + 1] = prefix[i] + y;
@@ -252,9 +266,35 @@ fn draw_legend(img: &mut RgbImage, f: &Frame, entries: &[(String, [u8; 3])]) {
     }
     let w = entries.iter().map(|(l, _)| text_width(l, 1) as i64).max().unwrap_or(0) + 30;
     let h = entries.len() as i64 * 12 + 8;
-    let (x0, y0) = (f.right - w - 8, f.top + 8);
+    // The corner of the plot where the legend hides the fewest drawn pixels.
+    let corners = [
+        (f.right - w - 8, f.top + 8),
+        (f.left + 8, f.top + 8),
+        (f.right - w - 8, f.bottom - h - 8),
+        (f.left + 8, f.bottom - h - 8),
+    ];
+    let covered = |(x0, y0): (i64, i64)| {
+        let mut n = 0usize;
+        for y in y0.max(0)..=(y0 + h).min(img.height() as i64 - 1) {
+            for x in x0.max(0)..=(x0 + w).min(img.width() as i64 - 1) {
+                let p = img.get_pixel(x as u32, y as u32).0;
+                n += usize::from(p != BACKGROUND && p != GRID);
+            }
+        }
+        n
+    };
+    let (x0, y0) = corners
+        .iter()
+        .copied()
+        .min_by_key(|c| covered(*c))
+        .unwrap_or(corners[0]);
     fill_rect(img, x0, y0, x0 + w, y0 + h, BACKGROUND);
-    for (a, b) in [((x0, y0), (x0 + w, y0)), ((x0, y0 + h), (x0 + w, y0 + h)), ((x0, y0), (x0, y0 + h)), ((x0 + w, y0), (x0 + w, y0 + h))] {
+    for (a, b) in [
+        ((x0, y0), (x0 + w, y0)),
+        ((x0, y0 + h), (x0 + w, y0 + h)),
+        ((x0, y0), (x0, y0 + h)),
+        ((x0 + w, y0), (x0 + w, y0 + h)),
+    ] {
         draw_line(img, a, b, 1, GRID);
     }
     for (i, (label, c)) in entries.iter().enumerate() {
@@ -312,8 +352,17 @@ fn padded_range(lo: f64, hi: f64, pad: f64) -> (f64, f64) {
 /// Draw a line chart. Series with few points also get a marker at each point.
 pub fn line_chart(chart: &LineChart) -> RgbImage {
     let mut img = RgbImage::from_pixel(chart.width.max(200), chart.height.max(150), Rgb(BACKGROUND));
-    let f = Frame { left: 78, top: 36, right: img.width() as i64 - 20, bottom: img.height() as i64 - 44 };
-    let finite = chart.series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let f = Frame {
+        left: 78,
+        top: 36,
+        right: img.width() as i64 - 20,
+        bottom: img.height() as i64 - 44,
+    };
+    let finite = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite());
     let (mut xlo, mut xhi, mut ylo, mut yhi) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in finite {
         xlo = xlo.min(x);
@@ -321,7 +370,12 @@ pub fn line_chart(chart: &LineChart) -> RgbImage {
         ylo = ylo.min(y);
         yhi = yhi.max(y);
     }
-    let (xlo, xhi) = if xlo.is_finite() && xhi > xlo { (xlo, xhi) } else { padded_range(xlo, xhi, 0.0) };
+    let (xlo, xhi) = chart.x_range.unwrap_or((xlo, xhi));
+    let (xlo, xhi) = if xlo.is_finite() && xhi > xlo {
+        (xlo, xhi)
+    } else {
+        padded_range(xlo, xhi, 0.0)
+    };
     let (ylo, yhi) = padded_range(ylo, yhi, 0.06);
     let ymap = y_axis(&mut img, &f, ylo, yhi);
     let xmap = |v: f64| f.left + ((v - xlo) / (xhi - xlo) * (f.right - f.left) as f64).round() as i64;
@@ -338,7 +392,11 @@ pub fn line_chart(chart: &LineChart) -> RgbImage {
     let mut order: Vec<&Series> = chart.series.iter().collect();
     order.sort_by_key(|s| !s.faint);
     for s in order {
-        let (c, w) = if s.faint { (blend(s.color, 0.65), 1) } else { (s.color, 2) };
+        let (c, w) = if s.faint {
+            (blend(s.color, 0.65), 1)
+        } else {
+            (s.color, 2)
+        };
         let mut prev: Option<(i64, i64)> = None;
         let pts = s.points.iter().filter(|(x, _)| x.is_finite());
         let n_finite = s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).count();
@@ -357,7 +415,12 @@ pub fn line_chart(chart: &LineChart) -> RgbImage {
             prev = Some(p);
         }
     }
-    let legend: Vec<(String, [u8; 3])> = chart.series.iter().filter(|s| !s.faint).map(|s| (s.label.clone(), s.color)).collect();
+    let legend: Vec<(String, [u8; 3])> = chart
+        .series
+        .iter()
+        .filter(|s| !s.faint)
+        .map(|s| (s.label.clone(), s.color))
+        .collect();
     draw_legend(&mut img, &f, &legend);
     draw_frame_and_titles(&mut img, &f, &chart.title, &chart.x_label, &chart.y_label);
     img
@@ -384,12 +447,19 @@ pub struct BarChart {
 /// Draw a grouped bar chart from 0 (values above each bar, labels under each group).
 pub fn bar_chart(chart: &BarChart) -> RgbImage {
     let mut img = RgbImage::from_pixel(chart.width.max(200), chart.height.max(150), Rgb(BACKGROUND));
-    let f = Frame { left: 78, top: 36, right: img.width() as i64 - 20, bottom: img.height() as i64 - 50 };
-    let vmax = chart.groups.iter().flat_map(|g| g.values.iter().flatten()).fold(0.0f64, |a, &b| a.max(b));
-    let hi = if vmax <= 100.0 && vmax > 0.0 { (vmax * 1.12).min(100.0).max(vmax) } else { vmax * 1.12 };
-    let hi = if hi <= 0.0 { 1.0 } else { hi };
-    // Room above the tallest bar for its value label.
-    let hi = hi + (hi * 0.06);
+    let f = Frame {
+        left: 78,
+        top: 36,
+        right: img.width() as i64 - 20,
+        bottom: img.height() as i64 - 50,
+    };
+    let vmax = chart
+        .groups
+        .iter()
+        .flat_map(|g| g.values.iter().flatten())
+        .fold(0.0f64, |a, &b| a.max(b));
+    // Room above the tallest bar for its value label and the legend.
+    let hi = if vmax > 0.0 { vmax * 1.2 } else { 1.0 };
     let ymap = y_axis(&mut img, &f, 0.0, hi);
     draw_axes(&mut img, &f);
     let ng = chart.groups.len().max(1) as i64;
@@ -409,18 +479,39 @@ pub fn bar_chart(chart: &BarChart) -> RgbImage {
                     fill_rect(&mut img, bx + 1, top, bx + bw - 2, f.bottom - 1, c);
                     let l = format!("{v:.1}");
                     if text_width(&l, 1) as i64 <= bw + 4 {
-                        draw_text(&mut img, bx + bw / 2 - text_width(&l, 1) as i64 / 2, top - 10, &l, 1, INK);
+                        draw_text(
+                            &mut img,
+                            bx + bw / 2 - text_width(&l, 1) as i64 / 2,
+                            top - 10,
+                            &l,
+                            1,
+                            INK,
+                        );
                     }
                 }
                 _ => {
                     let l = "N/A";
-                    draw_text(&mut img, bx + bw / 2 - text_width(l, 1) as i64 / 2, f.bottom - 10, l, 1, INK);
+                    draw_text(
+                        &mut img,
+                        bx + bw / 2 - text_width(l, 1) as i64 / 2,
+                        f.bottom - 10,
+                        l,
+                        1,
+                        INK,
+                    );
                 }
             }
         }
         for (li, l) in g.labels.iter().take(3).enumerate() {
             let l = fit(l, max_chars);
-            draw_text(&mut img, gx + gw / 2 - text_width(&l, 1) as i64 / 2, f.bottom + 8 + li as i64 * 11, &l, 1, INK);
+            draw_text(
+                &mut img,
+                gx + gw / 2 - text_width(&l, 1) as i64 / 2,
+                f.bottom + 8 + li as i64 * 11,
+                &l,
+                1,
+                INK,
+            );
         }
     }
     draw_legend(&mut img, &f, &chart.series);
@@ -431,7 +522,8 @@ pub fn bar_chart(chart: &BarChart) -> RgbImage {
 /// PNG bytes of an image (`what` names it in the error).
 pub fn encode_png(img: &RgbImage, what: &str) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| Error::io(what, format!("PNG encoding failed: {e}")))?;
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| Error::io(what, format!("PNG encoding failed: {e}")))?;
     Ok(out.into_inner())
 }
 

@@ -301,6 +301,12 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
                 ));
             }
             let words: Vec<&str> = a.new_tokens.iter().map(|s| s.as_str()).collect();
+            let lower: Vec<String> = texts.iter().map(|t| t.to_lowercase()).collect();
+            for w in &words {
+                if !lower.iter().any(|t| t.contains(&w.to_lowercase())) {
+                    return Err(Error::invalid(format!("{}: no caption uses the new word '{w}': write captions like \"a photo of {w} on a table\"", a.data)));
+                }
+            }
             let t = TextualInversion::new(&model, &mut tok, &words, a.init_token.as_deref(), a.seed)?;
             let n = t.embeddings.value.numel();
             ti = Some(t);
