@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use cliptune::adapt::lora::load_peft;
-use cliptune::adapt::prompt::PromptLearner;
 use cliptune::adapt::lora::LoraConfig;
+use cliptune::adapt::prompt::PromptLearner;
 use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::zero_shot::class_embeddings;
 use cliptune::clip::{Clip, WeightStorage};
@@ -49,6 +49,9 @@ fn args(method: Method, data: &str, out: PathBuf) -> TrainArgs {
         wise_alpha: 1.0,
         device: Device::Cpu,
         progress: false,
+        retention_set: None,
+        min_retention: 0.98,
+        retention_every: 10,
     }
 }
 
@@ -59,7 +62,10 @@ fn accuracy(model: &Clip, test: &LabeledSet, cls: &Tensor) -> f32 {
     let n = test.len();
     let c = test.classes.len();
     let cv = cls.to_vec().unwrap();
-    let scores: Vec<f32> = (0..n).flat_map(|i| (0..c).map(move |j| (i, j))).map(|(i, j)| (0..p).map(|k| img[i * p + k] * cv[j * p + k]).sum()).collect();
+    let scores: Vec<f32> = (0..n)
+        .flat_map(|i| (0..c).map(move |j| (i, j)))
+        .map(|(i, j)| (0..p).map(|k| img[i * p + k] * cv[j * p + k]).sum())
+        .collect();
     topk_accuracy(&scores, n, c, &test.labels, 1).unwrap()
 }
 
@@ -93,7 +99,12 @@ fn prompt_lora_probe_and_full_beat_step_zero_and_leave_the_base_alone() {
     let m = Clip::load(&model_dir(), &Device::Cpu, WeightStorage::AsStored).unwrap();
     let p = PromptLearner::load(&o.join("prompt.safetensors"), &m, &tok).unwrap();
     let acc = accuracy(&m, &test, &p.class_embeddings(&m).unwrap());
-    eprintln!("prompt: loss {:.3} -> {:.3}, held-out top-1 {:.1}%", s.first_loss, s.last_loss, 100.0 * acc);
+    eprintln!(
+        "prompt: loss {:.3} -> {:.3}, held-out top-1 {:.1}%",
+        s.first_loss,
+        s.last_loss,
+        100.0 * acc
+    );
     assert!(acc > base + 0.02, "prompt tuning {acc} does not beat step 0 {base}");
 
     // LoRA (B = 0 at step 0: the base).
@@ -105,16 +116,38 @@ fn prompt_lora_probe_and_full_beat_step_zero_and_leave_the_base_alone() {
     load_peft(&mut m, &o).unwrap();
     let cls = class_embeddings(&m, &tok, &test.classes, &["a photo of a {}.".to_string()]).unwrap();
     let acc = accuracy(&m, &test, &cls);
-    eprintln!("lora: loss {:.3} -> {:.3}, held-out top-1 {:.1}%", s.first_loss, s.last_loss, 100.0 * acc);
+    eprintln!(
+        "lora: loss {:.3} -> {:.3}, held-out top-1 {:.1}%",
+        s.first_loss,
+        s.last_loss,
+        100.0 * acc
+    );
     assert!(acc > base + 0.02, "lora {acc} does not beat step 0 {base}");
 
     // Linear probe (step 0 = zero weights = chance).
     let o = out("probe");
     let s = train(args(Method::LinearProbe, "fashion-mnist:train:30", o.clone())).unwrap();
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(o.join("linear_probe.json")).unwrap()).unwrap();
-    let w: Vec<f32> = j["weight"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-    let b: Vec<f32> = j["bias"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-    let probe = cliptune::eval::linear_probe::LinearProbe { weight: w, bias: b, c: 10, d: 24, l2: j["l2"].as_f64().unwrap() as f32 };
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(o.join("linear_probe.json")).unwrap()).unwrap();
+    let w: Vec<f32> = j["weight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let b: Vec<f32> = j["bias"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let probe = cliptune::eval::linear_probe::LinearProbe {
+        weight: w,
+        bias: b,
+        c: 10,
+        d: 24,
+        l2: j["l2"].as_f64().unwrap() as f32,
+    };
     let m = Clip::load(&model_dir(), &Device::Cpu, WeightStorage::AsStored).unwrap();
     let x = image_embeddings(&m, Some(&model_dir()), &test.source).unwrap();
     let acc = probe.accuracy(&x, &test.labels, test.len()).unwrap();
@@ -130,7 +163,12 @@ fn prompt_lora_probe_and_full_beat_step_zero_and_leave_the_base_alone() {
     let m = Clip::load(&o, &Device::Cpu, WeightStorage::AsStored).unwrap();
     let cls = class_embeddings(&m, &tok, &test.classes, &["a photo of a {}.".to_string()]).unwrap();
     let acc = accuracy(&m, &test, &cls);
-    eprintln!("full (WiSE 0.5): loss {:.3} -> {:.3}, held-out top-1 {:.1}%", s.first_loss, s.last_loss, 100.0 * acc);
+    eprintln!(
+        "full (WiSE 0.5): loss {:.3} -> {:.3}, held-out top-1 {:.1}%",
+        s.first_loss,
+        s.last_loss,
+        100.0 * acc
+    );
     assert!(acc > base + 0.02, "full fine-tuning {acc} does not beat step 0 {base}");
 
     assert!(before == checkpoint_bytes(), "the base checkpoint's bytes changed");
@@ -177,7 +215,9 @@ fn textual_inversion_learns_a_word_and_bad_runs_stop_cleanly() {
     let d = out("occupied");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("thesis.tex"), "mine").unwrap();
-    let e = train(args(Method::Prompt, "fashion-mnist:train:4", d.clone())).err().unwrap();
+    let e = train(args(Method::Prompt, "fashion-mnist:train:4", d.clone()))
+        .err()
+        .unwrap();
     assert!(e.msg.contains("not a cliptune adapter"), "{}", e.msg);
     assert_eq!(std::fs::read_to_string(d.join("thesis.tex")).unwrap(), "mine");
 
@@ -186,6 +226,39 @@ fn textual_inversion_learns_a_word_and_bad_runs_stop_cleanly() {
     let empty = out("empty-data");
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::write(empty.join("caps.csv"), "").unwrap();
-    let e = train(args(Method::Lora, empty.join("caps.csv").to_str().unwrap(), out("e2"))).err().unwrap();
+    let e = train(args(Method::Lora, empty.join("caps.csv").to_str().unwrap(), out("e2")))
+        .err()
+        .unwrap();
     assert!(e.msg.contains("caps.csv"), "{}", e.msg);
+}
+
+#[test]
+fn retention_guard_scales_lora_back_and_stops_full() {
+    // An unreachable floor makes the guard fire at its first check.
+    let mut a = args(Method::Lora, "fashion-mnist:train:8", out("guard-lora"));
+    a.lr = Some(5e-3);
+    a.retention_set = Some("fashion-mnist:test:5".into());
+    a.min_retention = 1.5;
+    a.retention_every = 2;
+    let s = train(a).unwrap();
+    let g = s.guard.expect("the guard must act");
+    eprintln!("{g}");
+    assert!(g.contains("scaled the LoRA update back by 0"), "{g}");
+    assert_eq!(s.steps, 2, "the guard stops training at its first failing check");
+
+    let mut a = args(Method::Full, "fashion-mnist:train:8", out("guard-full"));
+    a.lr = Some(1e-3);
+    a.retention_set = Some("fashion-mnist:test:5".into());
+    a.min_retention = 1.5;
+    a.retention_every = 2;
+    let s = train(a).unwrap();
+    let g = s.guard.expect("the guard must act");
+    assert!(g.contains("stopped"), "{g}");
+
+    // A reachable floor never fires.
+    let mut a = args(Method::Lora, "fashion-mnist:train:8", out("guard-ok"));
+    a.retention_set = Some("fashion-mnist:test:5".into());
+    a.min_retention = 0.0;
+    a.retention_every = 2;
+    assert!(train(a).unwrap().guard.is_none());
 }

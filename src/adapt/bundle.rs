@@ -470,14 +470,21 @@ impl ProbeAdapter {
             .ok_or_else(|| Error::io(&p, "'classes' must be a list of class names"))?;
         let floats = |x: &Value, what: &str| -> Result<Vec<f32>> {
             x.as_array()
-                .and_then(|a| a.iter().map(|f| f.as_f64().map(|f| f as f32)).collect::<Option<Vec<f32>>>())
+                .and_then(|a| {
+                    a.iter()
+                        .map(|f| f.as_f64().map(|f| f as f32))
+                        .collect::<Option<Vec<f32>>>()
+                })
                 .ok_or_else(|| Error::io(&p, format!("'{what}' must be a list of numbers")))
         };
         let bias = floats(v.get("bias").unwrap_or(&Value::Null), "bias")?;
         let l2 = v.get("l2").and_then(Value::as_f64).unwrap_or(0.0) as f32;
         let c = classes.len();
         if c < 2 {
-            return Err(Error::io(&p, format!("a linear probe needs at least 2 classes, got {c}")));
+            return Err(Error::io(
+                &p,
+                format!("a linear probe needs at least 2 classes, got {c}"),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = classes.iter().find(|x| !seen.insert(x.as_str())) {

@@ -37,7 +37,12 @@ pub fn gather_texts(texts: &[String], texts_file: Option<&Path>) -> Result<Vec<S
 }
 
 /// Load `--adapter` directories onto the model and tokenizer of `dir`, saying what was loaded.
-pub fn load_adapters_cli(model: &mut Clip, tok: &mut ClipTokenizer, dir: &Path, adapters: &[PathBuf]) -> Result<Adapters> {
+pub fn load_adapters_cli(
+    model: &mut Clip,
+    tok: &mut ClipTokenizer,
+    dir: &Path,
+    adapters: &[PathBuf],
+) -> Result<Adapters> {
     let ad = load_adapters_named(model, tok, adapters, &format!("the model {}", dir.display()))?;
     for a in &ad.loaded {
         eprintln!("loaded {}", a.describe());
@@ -155,7 +160,10 @@ pub fn embed_cmd(
         ));
     }
     for (pdir, _) in ad.linear_probes() {
-        eprintln!("note: linear-probe adapter {} is loaded but embed does not use it", pdir.display());
+        eprintln!(
+            "note: linear-probe adapter {} is loaded but embed does not use it",
+            pdir.display()
+        );
     }
     if let (Some(i), Some(t)) = (&img, &txt) {
         tensors.push(("logits_per_image".into(), model.logits(i, t)?));
@@ -199,17 +207,19 @@ pub fn zero_shot_cmd(
     let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
     // With a prompt adapter the classes default to the ones it was trained on, and its
     // learned prompts replace the templates.
-    let classes = match (classes.is_empty(), ad.prompt()) {
-        (false, _) => classes,
-        (true, Some((_, learner))) => learner.classes.clone(),
-        (true, None) => {
-            return Err(Error::invalid(
+    let classes =
+        match (classes.is_empty(), ad.prompt()) {
+            (false, _) => classes,
+            (true, Some((_, learner))) => learner.classes.clone(),
+            (true, None) => return Err(Error::invalid(
                 "zero-shot: give --classes a,b,c or --classes-file FILE (only a prompt adapter brings its own classes)",
-            ))
-        }
-    };
+            )),
+        };
     for (pdir, _) in ad.linear_probes() {
-        eprintln!("note: linear-probe adapter {} is loaded but zero-shot does not use it", pdir.display());
+        eprintln!(
+            "note: linear-probe adapter {} is loaded but zero-shot does not use it",
+            pdir.display()
+        );
     }
     let cls = ad.class_embeddings(&model, &tok, &classes, &t, "--classes")?;
     let (px, kept) = pixels_for(&model, dir, images, None, skip_bad, dev)?.expect("images given");

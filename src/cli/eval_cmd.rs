@@ -7,7 +7,8 @@ use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::zero_shot::templates;
 use cliptune::clip::{Clip, WeightStorage};
 use cliptune::eval::suite::{
-    image_embeddings, linear_probe_eval, load_labeled, retrieval_eval, zero_shot, EvalReport, LabeledSet, ZeroShotResult,
+    image_embeddings, linear_probe_eval, load_labeled, retrieval_eval, zero_shot, EvalReport, LabeledSet,
+    ZeroShotResult,
 };
 use cliptune::eval::topk_accuracy;
 use cliptune::tensor::io::write_atomic;

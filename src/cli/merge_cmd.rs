@@ -58,7 +58,10 @@ pub fn run(model_dir: &Path, adapters: &[PathBuf], out: &Path, dev: &Device) -> 
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .ok_or_else(|| Error::invalid(format!("merge: --out {} has no directory name", out.display())))?;
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
     let tmp = parent.join(format!(".{name}.merge-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -73,7 +76,10 @@ pub fn run(model_dir: &Path, adapters: &[PathBuf], out: &Path, dev: &Device) -> 
     }
     if let Err(e) = std::fs::rename(&tmp, out) {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(Error::io(out.display(), format!("cannot move the merged checkpoint into place: {e}")));
+        return Err(Error::io(
+            out.display(),
+            format!("cannot move the merged checkpoint into place: {e}"),
+        ));
     }
     eprintln!(
         "merged {} adapter(s) into {}: {merged_sites} LoRA module(s){}",
@@ -139,7 +145,12 @@ fn write_merged(
     let text_cfg = cfg
         .get_mut("text_config")
         .and_then(|t| t.as_object_mut())
-        .ok_or_else(|| Error::io(cfg_path.display(), "no text_config object to record the new vocabulary size in"))?;
+        .ok_or_else(|| {
+            Error::io(
+                cfg_path.display(),
+                "no text_config object to record the new vocabulary size in",
+            )
+        })?;
     text_cfg.insert("vocab_size".into(), serde_json::json!(vocab));
     let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::io(cfg_path.display(), e))?;
     write_atomic(&cfg_path, &bytes)?;

@@ -238,7 +238,12 @@ pub fn run() -> Result<()> {
                 &adapters,
             )
         }
-        Command::Merge { model, adapters, out, device } => {
+        Command::Merge {
+            model,
+            adapters,
+            out,
+            device,
+        } => {
             let dev = cliptune::Device::select(device.parse()?)?;
             merge_cmd::run(&model, &adapters, &out, &dev)
         }

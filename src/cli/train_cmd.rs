@@ -75,6 +75,15 @@ pub struct TrainCli {
     /// Full fine-tuning: WiSE-FT weight toward the fine-tuned weights (1 = no ensembling).
     #[arg(long, default_value_t = 1.0)]
     wise_alpha: f32,
+    /// Retention guard: a general labelled set (class folders or fashion-mnist:test[:N])
+    /// whose zero-shot top-1 is measured before training and every --retention-every steps.
+    #[arg(long)]
+    retention_set: Option<String>,
+    /// Stop (LoRA: scale the update back) when retention falls below this fraction.
+    #[arg(long, default_value_t = 0.98)]
+    min_retention: f32,
+    #[arg(long, default_value_t = 50)]
+    retention_every: usize,
     #[arg(long, default_value = "auto")]
     device: String,
 }
@@ -118,8 +127,14 @@ pub fn run(c: TrainCli) -> Result<()> {
         wise_alpha: c.wise_alpha,
         device: Device::select(c.device.parse()?)?,
         progress: true,
+        retention_set: c.retention_set,
+        min_retention: c.min_retention,
+        retention_every: c.retention_every,
     };
     let s = train(args)?;
+    if let Some(g) = &s.guard {
+        eprintln!("[train] retention guard: {g}");
+    }
     eprintln!(
         "[train] done: {} steps in {:.1}s, loss {:.4} -> {:.4}, {} trainable parameters; wrote {}",
         s.steps,

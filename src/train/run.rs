@@ -105,10 +105,17 @@ pub struct TrainArgs {
     pub device: Device,
     /// Print progress to stderr.
     pub progress: bool,
+    /// Retention guard: a general labelled set whose zero-shot top-1 must stay above
+    /// `min_retention` x its value before training (checked every `retention_every` steps).
+    pub retention_set: Option<String>,
+    pub min_retention: f32,
+    pub retention_every: usize,
 }
 
 /// What a run produced.
 pub struct TrainSummary {
+    /// What the retention guard did, if it acted.
+    pub guard: Option<String>,
     pub steps: usize,
     pub first_loss: f32,
     pub last_loss: f32,
@@ -304,7 +311,10 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
             let lower: Vec<String> = texts.iter().map(|t| t.to_lowercase()).collect();
             for w in &words {
                 if !lower.iter().any(|t| t.contains(&w.to_lowercase())) {
-                    return Err(Error::invalid(format!("{}: no caption uses the new word '{w}': write captions like \"a photo of {w} on a table\"", a.data)));
+                    return Err(Error::invalid(format!(
+                        "{}: no caption uses the new word '{w}': write captions like \"a photo of {w} on a table\"",
+                        a.data
+                    )));
                 }
             }
             let t = TextualInversion::new(&model, &mut tok, &words, a.init_token.as_deref(), a.seed)?;
@@ -361,6 +371,20 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         log,
         show: a.progress,
     };
+    let retention = match &a.retention_set {
+        Some(spec) => {
+            let set = load_labeled(spec, None)?;
+            let before = retention_top1(&model, &tok, &a.model_dir, &set)?;
+            eprintln!(
+                "[guard] zero-shot top-1 on {spec} before training: {:.2}% (floor {:.2}%)",
+                100.0 * before,
+                100.0 * before * a.min_retention
+            );
+            Some((set, before))
+        }
+        None => None,
+    };
+    let mut guard: Option<String> = None;
     let (mut first, mut last) = (f32::NAN, f32::NAN);
     let mut step = 0;
     'outer: for epoch in 0..a.epochs {
@@ -446,13 +470,32 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {
                 save(&a, &model, &base, &tok, prompt.as_ref(), ti.as_ref(), false)?;
             }
+            if let Some((set, before)) = &retention {
+                if a.retention_every > 0 && (step % a.retention_every == 0 || step == total) {
+                    set_dropout_seed(&mut model, None);
+                    let now = retention_top1(&model, &tok, &a.model_dir, set)?;
+                    let ratio = if *before > 0.0 { now / before } else { 1.0 };
+                    let line = serde_json::json!({"step": step, "retention": ratio, "retention_top1": now});
+                    writeln!(prog.log, "{line}").map_err(|e| Error::io("train_log.jsonl", e))?;
+                    if ratio < a.min_retention {
+                        let msg = guard_act(&a, &mut model, &tok, set, *before, now, step)?;
+                        eprintln!("\n[guard] {msg}");
+                        guard = Some(msg);
+                        break 'outer;
+                    }
+                }
+            }
         }
     }
     if a.method == Method::Lora {
         set_dropout_seed(&mut model, None);
     }
-    save(&a, &model, &base, &tok, prompt.as_ref(), ti.as_ref(), true)?;
+    // A guard stop (other than LoRA's scale-back) keeps the last checkpoint as it is.
+    if guard.is_none() || a.method == Method::Lora {
+        save(&a, &model, &base, &tok, prompt.as_ref(), ti.as_ref(), true)?;
+    }
     Ok(TrainSummary {
+        guard,
         steps: step,
         first_loss: first,
         last_loss: last,
@@ -460,6 +503,60 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         seconds: t0.elapsed().as_secs_f32(),
         out: a.out.clone(),
     })
+}
+
+/// Zero-shot top-1 of the current model (adapters included) on the retention set.
+fn retention_top1(model: &Clip, tok: &ClipTokenizer, dir: &Path, set: &crate::eval::suite::LabeledSet) -> Result<f32> {
+    let t = vec!["a photo of a {}.".to_string()];
+    Ok(crate::eval::suite::zero_shot(model, tok, Some(dir), set, &t)?.top1)
+}
+
+/// The guard fired: LoRA scales its update back (largest of 3/4, 1/2, 1/4, 0 that meets
+/// the floor); other methods stop, keeping the last checkpoint written.
+fn guard_act(
+    a: &TrainArgs,
+    model: &mut Clip,
+    tok: &ClipTokenizer,
+    set: &crate::eval::suite::LabeledSet,
+    before: f32,
+    now: f32,
+    step: usize,
+) -> Result<String> {
+    let floor = a.min_retention;
+    if a.method != Method::Lora {
+        return Ok(format!(
+            "step {step}: retention {:.3} fell below --min-retention {floor} (zero-shot top-1 {:.2}% -> {:.2}%): stopped; the adapter saved at the last checkpoint is kept",
+            now / before.max(1e-9),
+            100.0 * before,
+            100.0 * now
+        ));
+    }
+    let originals: Vec<(crate::adapt::lora::Site, Tensor)> = crate::adapt::lora::adapter_sites(model)
+        .into_iter()
+        .filter_map(|s| {
+            crate::adapt::lora::linear(model, &s)
+                .and_then(|l| l.lora.as_ref())
+                .map(|l| (s, l.b.value.clone()))
+        })
+        .collect();
+    for factor in [0.75f32, 0.5, 0.25, 0.0] {
+        for (site, b) in &originals {
+            if let Some(l) = crate::adapt::lora::linear_mut(model, site).and_then(|l| l.lora.as_mut()) {
+                l.b.value = b.scale(factor)?;
+            }
+        }
+        let r = retention_top1(model, tok, &a.model_dir, set)?;
+        if r >= floor * before || factor == 0.0 {
+            return Ok(format!(
+                "step {step}: retention {:.3} fell below --min-retention {floor}: scaled the LoRA update back by {factor} (zero-shot top-1 {:.2}% -> {:.2}% -> {:.2}%) and stopped",
+                now / before.max(1e-9),
+                100.0 * before,
+                100.0 * now,
+                100.0 * r
+            ));
+        }
+    }
+    unreachable!("factor 0 restores the base")
 }
 
 /// logits = exp(logit_scale) * img @ txt^T for normalised features; the scale stays
@@ -535,6 +632,7 @@ fn train_linear_probe(a: &TrainArgs, model: &Clip, t0: Instant) -> Result<TrainS
     write_manifest(a, model, serde_json::json!({"final": true, "classes": set.classes}))?;
     let acc = probe.accuracy(&x, &set.labels, set.len())?;
     Ok(TrainSummary {
+        guard: None,
         steps: tried.len(),
         first_loss: 0.0,
         last_loss: 1.0 - acc,
