@@ -318,7 +318,7 @@ fn prompt_adapter_replaces_templates_in_zero_shot_and_eval() {
 
     // Trained prompts (here: moved context vectors) change the result.
     let mut moved = learner.clone();
-    let v: Vec<f32> = moved.ctx.value.to_vec().unwrap().iter().map(|x| x + 0.5).collect();
+    let v: Vec<f32> = (0..moved.ctx.value.numel()).map(|i| (i as f32 * 1.7).sin()).collect();
     moved.ctx.value = Tensor::from_vec(v, moved.ctx.value.shape(), &Device::Cpu).unwrap();
     let pdir2 = d.join("prompt-moved");
     bundle::save_prompt(&pdir2, &moved, &m, "tiny").unwrap();
@@ -670,7 +670,7 @@ fn conflicts_and_adapters_for_other_models_are_refused() {
     let tdir = d.join("ti-for-random");
     bundle::save_textual_inversion(&tdir, &ti, &rt, &rm, &rd).unwrap();
     let (mut m, mut tok) = load_hf();
-    let e = load_adapters(&mut m, &mut tok, &[tdir.clone()]).unwrap_err();
+    let e = load_adapters(&mut m, &mut tok, std::slice::from_ref(&tdir)).unwrap_err();
     assert!(e.msg.contains("another model") && e.msg.contains(&rd), "{}", e.msg);
     assert_eq!(m.config.text.vocab, 49408);
 
@@ -682,7 +682,7 @@ fn conflicts_and_adapters_for_other_models_are_refused() {
     let wdir = d.join("prompt-for-wide");
     bundle::save_prompt(&wdir, &wl, &wide, "models/wide-clip").unwrap();
     let (mut m, mut tok) = load_hf();
-    let e = load_adapters(&mut m, &mut tok, &[wdir.clone()]).unwrap_err();
+    let e = load_adapters(&mut m, &mut tok, std::slice::from_ref(&wdir)).unwrap_err();
     assert!(
         e.msg.contains("models/wide-clip") && e.msg.contains("text_width 32") && e.msg.contains("text_width 16"),
         "{}",
@@ -741,7 +741,7 @@ fn linear_probe_adapter_loads_and_is_exposed() {
     let pdir = d.join("probe");
     bundle::save_linear_probe(&pdir, &probe, &classes, &m, "tiny").unwrap();
     let (mut m1, mut tok) = load_hf();
-    let ad = load_adapters(&mut m1, &mut tok, &[pdir.clone()]).unwrap();
+    let ad = load_adapters(&mut m1, &mut tok, std::slice::from_ref(&pdir)).unwrap();
     let probes = ad.linear_probes();
     assert_eq!(probes.len(), 1);
     assert_eq!(probes[0].1.probe, probe);

@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::autograd::{Param, Tape, Var};
@@ -418,20 +417,9 @@ pub(crate) fn write_with_metadata(
     tensors: &[(&str, &Tensor)],
     meta: HashMap<String, String>,
 ) -> Result<()> {
-    let mut host: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let bytes: Vec<u8> = t.to_vec()?.iter().flat_map(|x| x.to_le_bytes()).collect();
-        host.push((name.to_string(), t.shape().to_vec(), bytes));
-    }
-    let mut views = Vec::with_capacity(host.len());
-    for (name, shape, bytes) in &host {
-        let v = TensorView::new(Dtype::F32, shape.clone(), bytes)
-            .map_err(|e| Error::io(path.display(), format!("cannot serialise tensor '{name}': {e}")))?;
-        views.push((name.clone(), v));
-    }
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::io(path.display(), format!("cannot serialise: {e}")))?;
-    crate::tensor::io::write_atomic(path, &bytes)
+    // Sorted metadata: the same adapter always gives the same bytes (resume checks it).
+    let meta: std::collections::BTreeMap<String, String> = meta.into_iter().collect();
+    crate::tensor::io::write_safetensors_with_metadata(path, tensors, &meta)
 }
 
 /// A small safetensors file with metadata, read fully into memory (adapters are small).

@@ -84,6 +84,12 @@ pub struct TrainCli {
     min_retention: f32,
     #[arg(long, default_value_t = 50)]
     retention_every: usize,
+    /// Continue an interrupted run from --out (bit for bit on the CPU backend).
+    #[arg(long)]
+    resume: bool,
+    /// Stop after N steps keeping the schedule (continue later with --resume).
+    #[arg(long)]
+    stop_after: Option<usize>,
     #[arg(long, default_value = "auto")]
     device: String,
 }
@@ -130,6 +136,8 @@ pub fn run(c: TrainCli) -> Result<()> {
         retention_set: c.retention_set,
         min_retention: c.min_retention,
         retention_every: c.retention_every,
+        resume: c.resume,
+        stop_after: c.stop_after,
     };
     let s = train(args)?;
     if let Some(g) = &s.guard {

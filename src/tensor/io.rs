@@ -9,7 +9,27 @@ use crate::tensor::{DType, Tensor};
 /// Write `tensors` (name, tensor) to `path` as safetensors; f32 tensors are written as
 /// F32, f16/bf16 as themselves, u32 as U32. Never leaves a half-written file.
 pub fn write_safetensors(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
+    write_safetensors_with_metadata(path, tensors, &std::collections::BTreeMap::new())
+}
+
+/// As [`write_safetensors`], with string metadata (`__metadata__`), written in key
+/// order so the same content always gives the same bytes.
+pub fn write_safetensors_with_metadata(
+    path: &Path,
+    tensors: &[(&str, &Tensor)],
+    meta: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
     let mut header = String::from("{");
+    if !meta.is_empty() {
+        let m: serde_json::Map<String, serde_json::Value> = meta
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        header.push_str(&format!("\"__metadata__\":{}", serde_json::Value::Object(m)));
+        if !tensors.is_empty() {
+            header.push(',');
+        }
+    }
     let mut blobs: Vec<Vec<u8>> = vec![];
     let mut offset = 0usize;
     for (i, (name, t)) in tensors.iter().enumerate() {

@@ -77,4 +77,14 @@ impl AdamW {
         }
         Ok(())
     }
+
+    /// First and second moments of a parameter (for checkpoints).
+    pub fn moments(&self, id: ParamId) -> Option<&(Tensor, Tensor)> {
+        self.state.get(&id)
+    }
+
+    /// Restore a parameter's moments (resuming from a checkpoint).
+    pub fn set_moments(&mut self, id: ParamId, m: Tensor, v: Tensor) {
+        self.state.insert(id, (m, v));
+    }
 }

@@ -110,6 +110,11 @@ pub struct TrainArgs {
     pub retention_set: Option<String>,
     pub min_retention: f32,
     pub retention_every: usize,
+    /// Continue from `out/trainer_state.safetensors` (bit-for-bit on the CPU backend).
+    pub resume: bool,
+    /// Stop after this many steps without changing the schedule (a time-boxed run that
+    /// `resume` continues exactly).
+    pub stop_after: Option<usize>,
 }
 
 /// What a run produced.
@@ -140,7 +145,13 @@ pub fn lr_at(base: f32, step: usize, warmup: usize, total: usize) -> f32 {
 
 /// The output directory may be new, empty, or a previous cliptune adapter: never a
 /// directory holding someone else's files.
-fn prepare_out(out: &Path) -> Result<()> {
+fn prepare_out(out: &Path, resume: bool) -> Result<()> {
+    if resume && !out.join(STATE_FILE).exists() {
+        return Err(Error::invalid(format!(
+            "--resume: {} holds no {STATE_FILE} to resume from",
+            out.display()
+        )));
+    }
     if out.exists() {
         let non_empty = std::fs::read_dir(out)
             .map_err(|e| Error::io(out.display(), e))?
@@ -230,7 +241,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     let mut model = Clip::load(&a.model_dir, &a.device, storage)?;
     let mut tok = ClipTokenizer::for_model_dir(&a.model_dir)?;
     let captions = is_caption_file(&a.data);
-    prepare_out(&a.out)?;
+    prepare_out(&a.out, a.resume)?;
     let lr = a.lr.unwrap_or(a.method.default_lr());
     if a.method == Method::Lora && !(1e-5..=1e-4).contains(&lr) {
         eprintln!("warning: --lr {lr:e} is outside the usual LoRA range 1e-5..1e-4");
@@ -363,7 +374,23 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     let warmup = a.warmup.unwrap_or((total / 10).min(100));
     let mut opt = AdamW::new(lr, a.weight_decay);
     opt.max_grad_norm = Some(a.max_grad_norm);
-    let log = std::fs::File::create(a.out.join("train_log.jsonl"))
+    // Resuming restores the trainable values, AdamW moments and the step; the batch
+    // order, dropout masks and lr schedule are functions of (seed, step), so the
+    // continuation is the uninterrupted run (bit for bit on the CPU backend).
+    let start = if a.resume {
+        let mut params = trainable_params(a.method, &mut model, prompt.as_mut(), ti.as_mut());
+        let s = read_state(&a.out, &mut params, &mut opt)?;
+        eprintln!("[train] resuming from step {s} of {total}");
+        s
+    } else {
+        0
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(a.out.join("train_log.jsonl"))
         .map_err(|e| Error::io(a.out.join("train_log.jsonl").display(), e))?;
     let mut prog = Progress {
         t0: Instant::now(),
@@ -386,10 +413,15 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     };
     let mut guard: Option<String> = None;
     let (mut first, mut last) = (f32::NAN, f32::NAN);
-    let mut step = 0;
+    let mut step = start;
+    let mut seen = 0;
     'outer: for epoch in 0..a.epochs {
         for idx in batches(n, a.batch, epoch, a.seed) {
-            if step >= total {
+            seen += 1;
+            if seen <= start {
+                continue;
+            }
+            if step >= total || a.stop_after.is_some_and(|s| step >= s) {
                 break 'outer;
             }
             opt.lr = lr_at(lr, step, warmup, total);
@@ -458,17 +490,19 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
             last = l;
             let grads = tape.backward(&loss)?;
             {
-                let mut params: Vec<&mut Param> = match a.method {
-                    Method::Prompt => prompt.as_mut().unwrap().params_mut(),
-                    Method::TextualInversion => ti.as_mut().unwrap().params_mut(),
-                    _ => model.params_mut().into_iter().filter(|p| p.trainable).collect(),
-                };
+                let mut params = trainable_params(a.method, &mut model, prompt.as_mut(), ti.as_mut());
                 opt.step(&mut params, &grads)?;
             }
             prog.step(step, epoch, l, opt.lr)?;
             step += 1;
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {
                 save(&a, &model, &base, &tok, prompt.as_ref(), ti.as_ref(), false)?;
+                write_state(
+                    &a.out,
+                    &trainable_params(a.method, &mut model, prompt.as_mut(), ti.as_mut()),
+                    &opt,
+                    step,
+                )?;
             }
             if let Some((set, before)) = &retention {
                 if a.retention_every > 0 && (step % a.retention_every == 0 || step == total) {
@@ -493,6 +527,12 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     // A guard stop (other than LoRA's scale-back) keeps the last checkpoint as it is.
     if guard.is_none() || a.method == Method::Lora {
         save(&a, &model, &base, &tok, prompt.as_ref(), ti.as_ref(), true)?;
+        write_state(
+            &a.out,
+            &trainable_params(a.method, &mut model, prompt.as_mut(), ti.as_mut()),
+            &opt,
+            step,
+        )?;
     }
     Ok(TrainSummary {
         guard,
@@ -503,6 +543,96 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         seconds: t0.elapsed().as_secs_f32(),
         out: a.out.clone(),
     })
+}
+
+/// The parameters a method trains (prompt context, new word rows, or the model's
+/// trainable ones), in a fixed order.
+fn trainable_params<'a>(
+    method: Method,
+    model: &'a mut Clip,
+    prompt: Option<&'a mut PromptLearner>,
+    ti: Option<&'a mut TextualInversion>,
+) -> Vec<&'a mut Param> {
+    match method {
+        Method::Prompt => prompt.map(|p| p.params_mut()).unwrap_or_default(),
+        Method::TextualInversion => ti.map(|t| t.params_mut()).unwrap_or_default(),
+        _ => model.params_mut().into_iter().filter(|p| p.trainable).collect(),
+    }
+}
+
+const STATE_FILE: &str = "trainer_state.safetensors";
+
+/// Trainable values + AdamW moments + the step, keyed by parameter name.
+fn write_state(out: &Path, params: &[&mut Param], opt: &AdamW, step: usize) -> Result<()> {
+    let mut ts: Vec<(String, Tensor)> = vec![];
+    for p in params {
+        ts.push((format!("param/{}", p.name), p.value.clone()));
+        if let Some((m, v)) = opt.moments(p.id) {
+            ts.push((format!("m/{}", p.name), m.clone()));
+            ts.push((format!("v/{}", p.name), v.clone()));
+        }
+    }
+    let dev = params.first().map(|p| p.value.device().clone()).unwrap_or(Device::Cpu);
+    ts.push((
+        "step".into(),
+        Tensor::from_u32(vec![step as u32, opt.step], &[2], &dev)?,
+    ));
+    let refs: Vec<(&str, &Tensor)> = ts.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    crate::tensor::io::write_safetensors(&out.join(STATE_FILE), &refs)
+}
+
+/// Load what `write_state` wrote into `params` and `opt`; returns the step to continue from.
+fn read_state(out: &Path, params: &mut [&mut Param], opt: &mut AdamW) -> Result<usize> {
+    let path = out.join(STATE_FILE);
+    let bytes =
+        std::fs::read(&path).map_err(|e| Error::io(path.display(), format!("{e} (nothing to --resume from)")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::io(path.display(), format!("not a valid trainer state: {e}")))?;
+    let get = |name: &str, want: &[usize], dev: &Device| -> Result<Option<Tensor>> {
+        let Ok(v) = st.tensor(name) else { return Ok(None) };
+        if v.shape().iter().product::<usize>() != want.iter().product::<usize>() {
+            return Err(Error::shape(
+                "resume",
+                format!(
+                    "{}: '{name}' has shape {:?}, the run needs {want:?}",
+                    path.display(),
+                    v.shape()
+                ),
+            ));
+        }
+        let data: Vec<f32> = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Some(Tensor::from_vec(data, want, dev)?))
+    };
+    for p in params.iter_mut() {
+        let (shape, dev) = (p.value.shape().to_vec(), p.value.device().clone());
+        p.value = get(&format!("param/{}", p.name), &shape, &dev)?.ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: no saved value for '{}' (a state from another method or model?)",
+                path.display(),
+                p.name
+            ))
+        })?;
+        if let (Some(m), Some(v)) = (
+            get(&format!("m/{}", p.name), &shape, &dev)?,
+            get(&format!("v/{}", p.name), &shape, &dev)?,
+        ) {
+            opt.set_moments(p.id, m, v);
+        }
+    }
+    let s = st
+        .tensor("step")
+        .map_err(|_| Error::invalid(format!("{}: no 'step'", path.display())))?;
+    let w: Vec<u32> = s
+        .data()
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    opt.step = w[1];
+    Ok(w[0] as usize)
 }
 
 /// Zero-shot top-1 of the current model (adapters included) on the retention set.
