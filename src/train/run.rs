@@ -167,7 +167,20 @@ fn prepare_out(out: &Path, resume: bool) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))
 }
 
+/// The adapter manifest (one writer: `adapt::bundle`); a full fine-tune is a model
+/// directory, marked with the same file so a rerun may write into it again.
 fn write_manifest(a: &TrainArgs, model: &Clip, extra: serde_json::Value) -> Result<()> {
+    use crate::adapt::bundle;
+    let method = match a.method {
+        Method::Lora => Some(bundle::Method::Lora),
+        Method::Prompt => Some(bundle::Method::Prompt),
+        Method::TextualInversion => Some(bundle::Method::TextualInversion),
+        Method::LinearProbe => Some(bundle::Method::LinearProbe),
+        Method::Full => None,
+    };
+    if let Some(method) = method {
+        return bundle::write_manifest(&a.out, method, &a.model_dir.display().to_string(), model, extra).map(|_| ());
+    }
     let mut m = serde_json::json!({
         "method": a.method.name(),
         "base_model": a.model_dir.display().to_string(),
