@@ -44,6 +44,7 @@
 pub mod adapt;
 pub mod autograd;
 pub mod backend;
+pub mod bench;
 pub mod clip;
 pub mod data;
 pub mod error;

@@ -1,4 +1,5 @@
 //! Subcommands.
+mod bench_cmd;
 mod clip_cmds;
 mod devices;
 mod eval_cmd;
@@ -116,6 +117,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Time one workload (embed-image, embed-text, lora-step, coop-step, linear-probe) on a
+    /// named config (random weights) or a model directory; --json prints one object.
+    Bench(bench_cmd::BenchCli),
     /// Fine-tune: prompt (CoOp), linear-probe, lora, textual-inversion or full; writes an adapter dir.
     Train(train_cmd::TrainCli),
     /// Merge LoRA (and textual-inversion) adapters into the base weights: writes a Hugging Face
@@ -198,6 +202,7 @@ pub fn run() -> Result<()> {
             eval_cmd::run(args, &dev).map(|_| ())
         }
         Command::Train(t) => train_cmd::run(t),
+        Command::Bench(b) => bench_cmd::run(b),
         Command::Report {
             before,
             after,
