@@ -51,12 +51,34 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp_fast(-x))
 }
 
-#[inline]
+#[inline(always)]
 pub fn act_apply(x: f32, act: Act) -> f32 {
     match act {
         Act::None => x,
         Act::QuickGelu => x * sigmoid(1.702 * x),
         Act::Gelu => 0.5 * x * (1.0 + erf(x * SQRT_2_INV)),
+    }
+}
+
+/// Apply `act` to a whole slice in place. The match is outside the loop so each
+/// loop is monomorphic and auto-vectorises (per-element dispatch cost ~3x here).
+pub fn act_inplace(xs: &mut [f32], act: Act) {
+    match act {
+        Act::None => {}
+        Act::QuickGelu => xs.iter_mut().for_each(|x| *x = act_apply(*x, Act::QuickGelu)),
+        Act::Gelu => xs.iter_mut().for_each(|x| *x = act_apply(*x, Act::Gelu)),
+    }
+}
+
+/// `out = act(xs)` elementwise, vectorised like [`act_inplace`].
+pub fn act_into(out: &mut [f32], xs: &[f32], act: Act) {
+    match act {
+        Act::None => out.copy_from_slice(xs),
+        Act::QuickGelu => out
+            .iter_mut()
+            .zip(xs)
+            .for_each(|(o, &x)| *o = act_apply(x, Act::QuickGelu)),
+        Act::Gelu => out.iter_mut().zip(xs).for_each(|(o, &x)| *o = act_apply(x, Act::Gelu)),
     }
 }
 

@@ -3,7 +3,7 @@
 //! block right after it is computed. WGSL twin: shaders/matmul.wgsl.
 use rayon::prelude::*;
 
-use super::activation::act_apply;
+use super::activation::{act_inplace, act_into};
 use super::memory::{f32s, wrap};
 use crate::backend::checks::{check_matmul, matmul_out_shape};
 use crate::backend::{Act, MatmulSpec};
@@ -184,8 +184,8 @@ fn epilogue(c: &mut [f32], out: Option<&mut [f32]>, n: usize, bias: Option<&[f32
         }
     }
     match out {
-        Some(out) => out.iter_mut().zip(c.iter()).for_each(|(o, &x)| *o = act_apply(x, act)),
-        None if act != Act::None => c.iter_mut().for_each(|x| *x = act_apply(*x, act)),
+        Some(out) => act_into(out, c, act),
+        None if act != Act::None => act_inplace(c, act),
         None => {}
     }
 }
