@@ -361,6 +361,18 @@ impl Clip {
     }
 
     pub fn text_features(&self, tape: &Tape, input: &TextInput) -> Result<Var> {
+        if input.ids.len() != input.n * input.len || input.eot.len() != input.n {
+            return Err(Error::shape(
+                "encode_text",
+                format!(
+                    "{} ids and {} EOT positions do not make {} texts of {} tokens",
+                    input.ids.len(),
+                    input.eot.len(),
+                    input.n,
+                    input.len
+                ),
+            ));
+        }
         let input = input.truncated_to_eot();
         let x = self.text_embeddings(tape, &input)?;
         self.text_features_from_embeddings(tape, &x, &input.eot)

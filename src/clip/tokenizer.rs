@@ -261,7 +261,7 @@ impl ClipTokenizer {
             .inner
             .to_string(false)
             .map_err(|e| Error::io(path.display(), format!("cannot serialise tokenizer: {e}")))?;
-        std::fs::write(path, json).map_err(|e| Error::io(path.display(), e))
+        crate::tensor::io::write_atomic(path, json.as_bytes())
     }
 
     /// The underlying `tokenizers::Tokenizer` (decode, offsets, ...).
