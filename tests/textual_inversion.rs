@@ -2,6 +2,7 @@
 //! (training path and after install), a short training run learns, save/load/install round
 //! trips, and bad input.
 mod common;
+use common::{err_msg, load_tiny, max_abs, param_bits, strings, tiny_model_dir};
 use std::path::{Path, PathBuf};
 
 use cliptune::adapt::textual_inversion::TextualInversion;
@@ -10,48 +11,27 @@ use cliptune::backend::Device;
 use cliptune::clip::preprocess::{preprocess_files, PreprocessConfig};
 use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::{zero_shot, Clip, TextInput, WeightStorage};
-use cliptune::nn::Module;
 use cliptune::train::AdamW;
 use cliptune::Tensor;
 
 fn model_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip/hf")
+    tiny_model_dir()
 }
 
 fn load() -> (Clip, ClipTokenizer) {
-    let dir = model_dir();
-    let model = Clip::load(&dir, &Device::Cpu, WeightStorage::AsStored).unwrap();
-    let tok = ClipTokenizer::for_model_dir(&dir).unwrap();
-    (model, tok)
+    load_tiny()
 }
 
 fn texts(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    strings(v)
 }
 
 fn err<T>(r: cliptune::Result<T>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.msg,
-    }
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    err_msg(r)
 }
 
 fn snapshot(model: &Clip) -> Vec<(String, Vec<u32>)> {
-    model
-        .params()
-        .iter()
-        .map(|p| {
-            (
-                p.name.clone(),
-                p.value.to_vec().unwrap().iter().map(|x| x.to_bits()).collect(),
-            )
-        })
-        .collect()
+    param_bits(model)
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -65,3 +65,48 @@ pub fn assert_close(what: &str, cpu: &Tensor, gpu: &Tensor, tol: f32) {
     eprintln!("{what}: rel err {e:.2e} (tol {tol:.0e})");
     assert!(e <= tol, "{what}: cpu vs wgpu relative error {e} > {tol}");
 }
+
+/// The tiny random CLIP made by tools/make_clip_goldens.py (HF layout).
+pub fn tiny_model_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip/hf")
+}
+
+/// The tiny model and its tokenizer on the CPU.
+pub fn load_tiny() -> (cliptune::clip::Clip, cliptune::clip::tokenizer::ClipTokenizer) {
+    let dir = tiny_model_dir();
+    let model = cliptune::clip::Clip::load(&dir, &cpu(), cliptune::clip::WeightStorage::AsStored).unwrap();
+    let tok = cliptune::clip::tokenizer::ClipTokenizer::for_model_dir(&dir).unwrap();
+    (model, tok)
+}
+
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The message of an expected error.
+pub fn err_msg<T>(r: cliptune::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.msg,
+    }
+}
+
+pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Every parameter's bits, to prove a frozen model did not change.
+pub fn param_bits(model: &cliptune::clip::Clip) -> Vec<(String, Vec<u32>)> {
+    use cliptune::nn::Module;
+    model
+        .params()
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.value.to_vec().unwrap().iter().map(|x| x.to_bits()).collect(),
+            )
+        })
+        .collect()
+}
