@@ -191,8 +191,8 @@ impl PromptLearner {
     /// Mean cross-entropy of `exp(logit_scale) * img @ classes^T` against `labels`.
     ///
     /// `image_features`: cached, L2-normalised image embeddings `[B, P]` (the image tower is
-    /// frozen); `labels`: u32 class indices `[B]`. Reads back the (frozen) logit scale and the
-    /// labels, both tiny, to validate them.
+    /// frozen); `labels`: u32 class indices `[B]`, validated when on the host. Reads back the
+    /// frozen logit scale (one value).
     pub fn loss(&self, model: &Clip, tape: &Tape, image_features: &Tensor, labels: &Tensor) -> Result<Var> {
         let p = model.config.projection_dim;
         let is = image_features.shape();
@@ -214,7 +214,14 @@ impl PromptLearner {
             ));
         }
         let c = self.classes.len();
-        if let Some(bad) = labels.to_vec_u32()?.into_iter().find(|&l| l as usize >= c) {
+        // Validate host labels here (free); labels already on a GPU are not read back
+        // inside the step (the cross-entropy kernel ignores out-of-range rows there).
+        let host = if labels.device().is_gpu() {
+            vec![]
+        } else {
+            labels.to_vec_u32()?
+        };
+        if let Some(bad) = host.into_iter().find(|&l| l as usize >= c) {
             return Err(Error::invalid(format!(
                 "prompt tuning loss: label {bad} is out of range for {c} classes"
             )));
