@@ -7,31 +7,10 @@ use std::path::PathBuf;
 use cliptune::adapt::prompt::PromptLearner;
 use cliptune::autograd::Tape;
 use cliptune::backend::Device;
-use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::{zero_shot, Clip, WeightStorage};
 use cliptune::tensor::Rng;
 use cliptune::train::AdamW;
 use cliptune::Tensor;
-
-fn model_dir() -> PathBuf {
-    tiny_model_dir()
-}
-
-fn load() -> (Clip, ClipTokenizer) {
-    load_tiny()
-}
-
-fn names(v: &[&str]) -> Vec<String> {
-    strings(v)
-}
-
-fn err<T>(r: cliptune::Result<T>) -> String {
-    err_msg(r)
-}
-
-fn snapshot(model: &Clip) -> Vec<(String, Vec<u32>)> {
-    param_bits(model)
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cliptune-prompt-{}", std::process::id()));
@@ -41,9 +20,9 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn init_from_phrase_reproduces_zero_shot() {
-    let (model, tok) = load();
+    let (model, tok) = load_tiny();
     // Class names of different token lengths: EOT sits at a different position per class.
-    let classes = names(&["dog", "red sports car", "aeroplane", "cat", "golden retriever puppy"]);
+    let classes = strings(&["dog", "red sports car", "aeroplane", "cat", "golden retriever puppy"]);
     let zs = zero_shot::class_embeddings(&model, &tok, &classes, &["a photo of a {}.".to_string()])
         .unwrap()
         .to_vec()
@@ -69,8 +48,8 @@ fn init_from_phrase_reproduces_zero_shot() {
 
 #[test]
 fn random_init_shapes_and_gradients_reach_ctx_only() {
-    let (model, tok) = load();
-    let classes = names(&["dog", "cat", "car"]);
+    let (model, tok) = load_tiny();
+    let classes = strings(&["dog", "cat", "car"]);
     let w = model.config.text.tower.width;
     let shared = PromptLearner::new(&model, &tok, &classes, 16, None, false, 7).unwrap();
     assert_eq!(shared.ctx.value.shape(), &[16, w]);
@@ -149,14 +128,14 @@ fn accuracy(model: &Clip, pl: &PromptLearner, img: &Tensor, labels: &[u32]) -> f
 
 #[test]
 fn coop_learns_where_zero_shot_fails() {
-    let (model, tok) = load();
-    let classes = names(&["dog", "cat", "car"]);
+    let (model, tok) = load_tiny();
+    let classes = strings(&["dog", "cat", "car"]);
     let zs = zero_shot::class_embeddings(&model, &tok, &classes, &["a photo of a {}.".to_string()])
         .unwrap()
         .to_vec()
         .unwrap();
     let (img, labels, lab) = synthetic(&model, &zs, 3, 8, 1);
-    let before = snapshot(&model);
+    let before = param_bits(&model);
     // CoOp's three set-ups: phrase init shared / per class, and 16 random shared vectors.
     for (init, class_specific) in [
         (Some("a photo of a"), false),
@@ -194,15 +173,15 @@ fn coop_learns_where_zero_shot_fails() {
         assert_ne!(pl.ctx.value.to_vec().unwrap(), ctx0, "the context changed");
     }
     assert!(
-        snapshot(&model) == before,
+        param_bits(&model) == before,
         "every model parameter is bit-identical after training"
     );
 }
 
 #[test]
 fn save_and_load_round_trip() {
-    let (model, tok) = load();
-    let classes = names(&["dog", "red sports car"]);
+    let (model, tok) = load_tiny();
+    let classes = strings(&["dog", "red sports car"]);
     for (init, class_specific) in [(Some("a photo of a"), true), (None, false)] {
         let mut pl = PromptLearner::new(&model, &tok, &classes, 5, init, class_specific, 11).unwrap();
         // Make it differ from any init.
@@ -231,8 +210,8 @@ fn save_and_load_round_trip() {
 
 #[test]
 fn refuses_another_model_and_bad_files() {
-    let (model, tok) = load();
-    let classes = names(&["dog", "cat"]);
+    let (model, tok) = load_tiny();
+    let classes = strings(&["dog", "cat"]);
     let pl = PromptLearner::new(&model, &tok, &classes, 4, None, false, 0).unwrap();
     let path = tmp("other.safetensors");
     pl.save(&path).unwrap();
@@ -266,10 +245,10 @@ fn refuses_another_model_and_bad_files() {
 
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
-    let (model, tok) = load();
+    let (model, tok) = load_tiny();
     let dev = model.device().clone();
     let new = |classes: &[&str], n: usize, init: Option<&str>| {
-        PromptLearner::new(&model, &tok, &names(classes), n, init, false, 0)
+        PromptLearner::new(&model, &tok, &strings(classes), n, init, false, 0)
     };
     assert!(new(&[], 4, None).unwrap_err().msg.contains("no classes"));
     assert!(new(&["dog", " "], 4, None).unwrap_err().msg.contains("empty"));
@@ -287,7 +266,7 @@ fn bad_input_is_an_error_not_a_panic() {
     let img = Tensor::zeros(&[2, p], &dev).unwrap();
     let tape = Tape::new();
     let bad_label = Tensor::from_u32(vec![0, 2], &[2], &dev).unwrap();
-    assert!(err(pl.loss(&model, &tape, &img, &bad_label)).contains("out of range"));
+    assert!(err_msg(pl.loss(&model, &tape, &img, &bad_label)).contains("out of range"));
     let short = Tensor::from_u32(vec![0], &[1], &dev).unwrap();
     assert!(pl.loss(&model, &tape, &img, &short).is_err());
     let float_labels = Tensor::zeros(&[2], &dev).unwrap();
@@ -304,9 +283,9 @@ fn bad_input_is_an_error_not_a_panic() {
 /// context gradient agree with the CPU backend.
 #[test]
 fn wgsl_backend_matches_cpu() {
-    let (model, tok) = load();
-    let gpu_model = Clip::load(&model_dir(), &common::gpu(), WeightStorage::AsStored).unwrap();
-    let classes = names(&["dog", "red sports car", "cat"]);
+    let (model, tok) = load_tiny();
+    let gpu_model = Clip::load(&tiny_model_dir(), &common::gpu(), WeightStorage::AsStored).unwrap();
+    let classes = strings(&["dog", "red sports car", "cat"]);
     let zs = zero_shot::class_embeddings(&model, &tok, &classes, &["a photo of a {}.".to_string()])
         .unwrap()
         .to_vec()

@@ -14,26 +14,6 @@ use cliptune::clip::{zero_shot, Clip, TextInput, WeightStorage};
 use cliptune::train::AdamW;
 use cliptune::Tensor;
 
-fn model_dir() -> PathBuf {
-    tiny_model_dir()
-}
-
-fn load() -> (Clip, ClipTokenizer) {
-    load_tiny()
-}
-
-fn texts(v: &[&str]) -> Vec<String> {
-    strings(v)
-}
-
-fn err<T>(r: cliptune::Result<T>) -> String {
-    err_msg(r)
-}
-
-fn snapshot(model: &Clip) -> Vec<(String, Vec<u32>)> {
-    param_bits(model)
-}
-
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cliptune-ti-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -54,7 +34,7 @@ fn features(ti: &TextualInversion, model: &Clip, input: &TextInput) -> Vec<f32> 
 
 #[test]
 fn new_word_initialised_from_dog_is_dog() {
-    let (model, mut tok) = load();
+    let (model, mut tok) = load_tiny();
     let vocab = model.text.token_embedding.value.dim(0);
     let ti = TextualInversion::new(&model, &mut tok, &["<sks>"], Some("dog"), 0).unwrap();
     assert_eq!(
@@ -62,8 +42,8 @@ fn new_word_initialised_from_dog_is_dog() {
         vec![vocab as u32],
         "the new word gets the first id past the vocabulary"
     );
-    let (sks, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a <sks>.", "<SKS> on a table"])).unwrap();
-    let (dog, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a dog.", "dog on a table"])).unwrap();
+    let (sks, _) = zero_shot::tokenize(&model, &tok, &strings(&["a photo of a <sks>.", "<SKS> on a table"])).unwrap();
+    let (dog, _) = zero_shot::tokenize(&model, &tok, &strings(&["a photo of a dog.", "dog on a table"])).unwrap();
     assert!(sks.ids.contains(&ti.ids[0]) && !dog.ids.contains(&ti.ids[0]));
     assert_eq!(sks.eot, dog.eot);
 
@@ -82,15 +62,19 @@ fn new_word_initialised_from_dog_is_dog() {
 
     // After install, the plain model + tokenizer know the word.
     let mut installed = model.clone();
-    let mut tok2 = ClipTokenizer::for_model_dir(&model_dir()).unwrap();
+    let mut tok2 = ClipTokenizer::for_model_dir(&tiny_model_dir()).unwrap();
     ti.install(&mut installed, &mut tok2).unwrap();
     assert_eq!(
         installed.text.token_embedding.value.shape(),
         &[vocab + 1, model.config.text.tower.width]
     );
     assert_eq!(installed.config.text.vocab, vocab + 1);
-    let (sks2, _) =
-        zero_shot::tokenize(&installed, &tok2, &texts(&["a photo of a <sks>.", "<SKS> on a table"])).unwrap();
+    let (sks2, _) = zero_shot::tokenize(
+        &installed,
+        &tok2,
+        &strings(&["a photo of a <sks>.", "<SKS> on a table"]),
+    )
+    .unwrap();
     assert_eq!(sks2.ids, sks.ids);
     let c = installed.encode_text(&sks2, 8).unwrap().to_vec().unwrap();
     let e = max_abs(&c, &b);
@@ -98,8 +82,9 @@ fn new_word_initialised_from_dog_is_dog() {
     assert!(e <= 1e-6, "installed word differs by {e}");
     // Zero-shot with the new word as a class name equals "dog".
     let zs_sks =
-        zero_shot::class_embeddings(&installed, &tok2, &texts(&["<sks>"]), &texts(&["a photo of a {}."])).unwrap();
-    let zs_dog = zero_shot::class_embeddings(&model, &tok, &texts(&["dog"]), &texts(&["a photo of a {}."])).unwrap();
+        zero_shot::class_embeddings(&installed, &tok2, &strings(&["<sks>"]), &strings(&["a photo of a {}."])).unwrap();
+    let zs_dog =
+        zero_shot::class_embeddings(&model, &tok, &strings(&["dog"]), &strings(&["a photo of a {}."])).unwrap();
     assert!(max_abs(&zs_sks.to_vec().unwrap(), &zs_dog.to_vec().unwrap()) <= 1e-6);
     // Installing twice is refused.
     assert!(ti
@@ -123,12 +108,12 @@ fn fixture_images(model: &Clip) -> Tensor {
 
 #[test]
 fn learns_the_word_and_changes_only_its_rows() {
-    let (model, mut tok) = load();
+    let (model, mut tok) = load_tiny();
     let img = model.encode_image(&fixture_images(&model), 3).unwrap();
     let mut ti = TextualInversion::new(&model, &mut tok, &["<sks>", "<obj>"], Some("dog"), 0).unwrap();
     // Images 0 and 1 are described with the new words; image 2 and the extra rows are fixed
     // distractor captions.
-    let captions = texts(&[
+    let captions = strings(&[
         "a photo of <sks> on a table",
         "a close-up photo of a <obj>",
         "a photo of a cat.",
@@ -136,7 +121,7 @@ fn learns_the_word_and_changes_only_its_rows() {
         "a photo of a red car.",
     ]);
     let (input, _) = zero_shot::tokenize(&model, &tok, &captions).unwrap();
-    let before = snapshot(&model);
+    let before = param_bits(&model);
     let rows0 = ti.embeddings.value.to_vec().unwrap();
     let mut opt = AdamW::new(5e-2, 0.0);
     let mut losses = vec![];
@@ -170,14 +155,14 @@ fn learns_the_word_and_changes_only_its_rows() {
     assert_ne!(rows1[..w], rows0[..w], "<sks> moved");
     assert_ne!(rows1[w..], rows0[w..], "<obj> moved");
     assert!(
-        snapshot(&model) == before,
+        param_bits(&model) == before,
         "every model parameter is bit-identical after training"
     );
 
     // Save, load with a fresh tokenizer, install: the installed model gives the trained features.
     let path = tmp("words.safetensors");
     ti.save(&path).unwrap();
-    let mut tok2 = ClipTokenizer::for_model_dir(&model_dir()).unwrap();
+    let mut tok2 = ClipTokenizer::for_model_dir(&tiny_model_dir()).unwrap();
     let back = TextualInversion::load(&path, &model, &mut tok2).unwrap();
     assert_eq!(back.words, ti.words);
     assert_eq!(back.ids, ti.ids);
@@ -200,7 +185,7 @@ fn learns_the_word_and_changes_only_its_rows() {
 
 #[test]
 fn random_init_and_bad_input() {
-    let (model, mut tok) = load();
+    let (model, mut tok) = load_tiny();
     let vocab_before = tok.vocab_size();
     // Errors leave the tokenizer unchanged.
     assert!(TextualInversion::new(&model, &mut tok, &[], None, 0)
@@ -230,7 +215,7 @@ fn random_init_and_bad_input() {
         eot: vec![2],
     };
     let tape = Tape::new();
-    assert!(err(ti.text_features(&model, &tape, &bad)).contains("outside the vocabulary"));
+    assert!(err_msg(ti.text_features(&model, &tape, &bad)).contains("outside the vocabulary"));
     // Inconsistent input shapes.
     let broken = TextInput {
         ids: vec![49406, 49407],
@@ -240,7 +225,7 @@ fn random_init_and_bad_input() {
     };
     assert!(ti.text_features(&model, &tape, &broken).is_err());
     // Image features of the wrong shape / too few captions.
-    let (input, _) = zero_shot::tokenize(&model, &tok, &texts(&["a <sks>"])).unwrap();
+    let (input, _) = zero_shot::tokenize(&model, &tok, &strings(&["a <sks>"])).unwrap();
     let p = model.config.projection_dim;
     let two = Tensor::zeros(&[2, p], model.device()).unwrap();
     assert!(ti.loss_contrastive(&model, &tape, &two, &input).is_err());
@@ -248,7 +233,7 @@ fn random_init_and_bad_input() {
     assert!(ti.loss_contrastive(&model, &tape, &wrong, &input).is_err());
 
     // A tokenizer whose ids do not line up with the model's table is refused at install.
-    let mut skewed = ClipTokenizer::for_model_dir(&model_dir()).unwrap();
+    let mut skewed = ClipTokenizer::for_model_dir(&tiny_model_dir()).unwrap();
     skewed.add_words(&["<other>"]).unwrap();
     let mut m = model.clone();
     let e = ti.install(&mut m, &mut skewed).unwrap_err();
@@ -262,7 +247,7 @@ fn random_init_and_bad_input() {
     let path = tmp("sks.safetensors");
     ti.save(&path).unwrap();
     let other = Clip::random(model.config.clone(), 5, &Device::Cpu).unwrap();
-    let mut t = ClipTokenizer::for_model_dir(&model_dir()).unwrap();
+    let mut t = ClipTokenizer::for_model_dir(&tiny_model_dir()).unwrap();
     assert!(TextualInversion::load(&path, &other, &mut t)
         .unwrap_err()
         .msg
@@ -271,7 +256,7 @@ fn random_init_and_bad_input() {
     std::fs::write(&junk, b"\x08\0\0\0\0\0\0\0{}").unwrap();
     assert!(TextualInversion::load(&junk, &model, &mut t).is_err());
     let prompt_file = tmp("prompt.safetensors");
-    let pl = cliptune::adapt::prompt::PromptLearner::new(&model, &tok, &texts(&["dog"]), 2, None, false, 0).unwrap();
+    let pl = cliptune::adapt::prompt::PromptLearner::new(&model, &tok, &strings(&["dog"]), 2, None, false, 0).unwrap();
     pl.save(&prompt_file).unwrap();
     let e = TextualInversion::load(&prompt_file, &model, &mut t).unwrap_err();
     assert!(e.msg.contains("cliptune.prompt"), "{}", e.msg);
@@ -281,13 +266,13 @@ fn random_init_and_bad_input() {
 /// the gradient of the new rows agrees with the CPU backend.
 #[test]
 fn wgsl_backend_matches_cpu() {
-    let (model, mut tok) = load();
-    let gpu_model = Clip::load(&model_dir(), &common::gpu(), WeightStorage::AsStored).unwrap();
+    let (model, mut tok) = load_tiny();
+    let gpu_model = Clip::load(&tiny_model_dir(), &common::gpu(), WeightStorage::AsStored).unwrap();
     let ti = TextualInversion::new(&model, &mut tok, &["<sks>"], Some("dog"), 0).unwrap();
     let mut gti = ti.clone();
     gti.embeddings.value = ti.embeddings.value.to_device(gpu_model.device()).unwrap();
-    let (sks, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a <sks>.", "<sks> on a table"])).unwrap();
-    let (dog, _) = zero_shot::tokenize(&model, &tok, &texts(&["a photo of a dog.", "dog on a table"])).unwrap();
+    let (sks, _) = zero_shot::tokenize(&model, &tok, &strings(&["a photo of a <sks>.", "<sks> on a table"])).unwrap();
+    let (dog, _) = zero_shot::tokenize(&model, &tok, &strings(&["a photo of a dog.", "dog on a table"])).unwrap();
     let a = features(&gti, &gpu_model, &sks);
     let b = gpu_model.encode_text(&dog, 8).unwrap().to_vec().unwrap();
     assert!(max_abs(&a, &b) <= 1e-6, "WGSL: <sks> vs dog {}", max_abs(&a, &b));
