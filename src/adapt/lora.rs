@@ -859,11 +859,22 @@ pub fn save_hf_checkpoint(model: &Clip, src_dir: &Path, out_dir: &Path) -> Resul
             write_atomic(&out_dir.join(name), &bytes)?;
         }
     }
-    let v = &model.config.vision;
     let logit_shape: Vec<usize> = match stored_shape(&src_dir.join("model.safetensors"), "logit_scale") {
         Some(s) if s == [1] => vec![1],
         _ => vec![],
     };
+    write_hf_weights(model, &out_dir.join("model.safetensors"), &logit_shape, None)
+}
+
+/// The model's weights under HF names and shapes in one safetensors file (atomic), cast to
+/// `cast` when given (f16 for a shipped model), else in their storage dtype.
+pub fn write_hf_weights(
+    model: &Clip,
+    path: &Path,
+    logit_shape: &[usize],
+    cast: Option<crate::DType>,
+) -> Result<()> {
+    let v = &model.config.vision;
     let mut tensors: Vec<(String, Tensor)> = vec![];
     let mut seen = BTreeSet::new();
     for p in model.params() {
@@ -871,8 +882,12 @@ pub fn save_hf_checkpoint(model: &Clip, src_dir: &Path, out_dir: &Path) -> Resul
             "vision_model.embeddings.patch_embedding.weight" => {
                 p.value.reshape(&[v.tower.width, 3, v.patch, v.patch])?
             }
-            "logit_scale" => p.value.reshape(&logit_shape)?,
+            "logit_scale" => p.value.reshape(logit_shape)?,
             _ => p.value.clone(),
+        };
+        let t = match cast {
+            Some(d) => t.cast(d)?,
+            None => t,
         };
         if !seen.insert(p.name.clone()) {
             return Err(Error::invalid(format!(
@@ -884,5 +899,5 @@ pub fn save_hf_checkpoint(model: &Clip, src_dir: &Path, out_dir: &Path) -> Resul
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    write_safetensors(&out_dir.join("model.safetensors"), &refs)
+    write_safetensors(path, &refs)
 }

@@ -5,6 +5,7 @@ mod devices;
 mod eval_cmd;
 mod merge_cmd;
 mod report_cmd;
+mod pretrain_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -122,6 +123,9 @@ enum Command {
     Bench(bench_cmd::BenchCli),
     /// Fine-tune: prompt (CoOp), linear-probe, lora, textual-inversion or full; writes an adapter dir.
     Train(train_cmd::TrainCli),
+    /// Pretrain a CLIP from scratch on an image-caption file (both towers, contrastive): how
+    /// the embedded cliptune-mini is made. Writes an HF CLIPModel directory (f16).
+    Pretrain(pretrain_cmd::PretrainCli),
     /// Merge LoRA (and textual-inversion) adapters into the base weights: writes a Hugging Face
     /// CLIPModel directory that loads without --adapter.
     Merge {
@@ -202,6 +206,7 @@ pub fn run() -> Result<()> {
             eval_cmd::run(args, &dev).map(|_| ())
         }
         Command::Train(t) => train_cmd::run(t),
+        Command::Pretrain(p) => pretrain_cmd::run(p),
         Command::Bench(b) => bench_cmd::run(b),
         Command::Report {
             before,

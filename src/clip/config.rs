@@ -111,6 +111,20 @@ impl ClipConfig {
         // The sub-configs' projection_dim copies can be stale: the top level wins.
         let projection_dim = get_usize(c, "projection_dim", 512);
         let eps = |x: &Value| x.get("layer_norm_eps").and_then(|e| e.as_f64()).unwrap_or(1e-5) as f32;
+        let vocab = get_usize(t, "vocab_size", 49408);
+        // HF pools at eos_token_id, except the legacy value 2 (the OpenAI configs), where it
+        // takes the argmax id: EOT, the top id of the OpenAI vocabulary. Pruned vocabularies
+        // (cliptune-mini) name their EOT here.
+        let eot_id = match t.get("eos_token_id").and_then(|e| e.as_u64()) {
+            Some(e) if e != 2 => e as u32,
+            _ => 49407.min(vocab.saturating_sub(1)) as u32,
+        };
+        if eot_id as usize >= vocab {
+            return Err(Error::invalid(format!(
+                "{}: text_config.eos_token_id {eot_id} is outside the vocabulary ({vocab} tokens)",
+                file.display()
+            )));
+        }
         let cfg = ClipConfig {
             vision: VisionConfig {
                 tower: TowerConfig {
@@ -133,10 +147,10 @@ impl ClipConfig {
                     act: act_from_hf(t, file)?,
                     eps: eps(t),
                 },
-                vocab: get_usize(t, "vocab_size", 49408),
+                vocab,
                 context: get_usize(t, "max_position_embeddings", 77),
-                eot_id: 49407,
-                pad_id: 49407,
+                eot_id,
+                pad_id: eot_id,
             },
             projection_dim,
             layout: Layout::HuggingFace,
@@ -224,7 +238,54 @@ impl ClipConfig {
         Ok(self)
     }
 
-    /// Built-in shapes (random weights) for benchmarks: vit-b-32, vit-b-16, vit-l-14.
+    /// The HF `config.json` of this config (what `cliptune pretrain` writes; transformers'
+    /// `CLIPModel` loads it). Only HF-layout configs can be written.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let act = |a: Act| if a == Act::Gelu { "gelu" } else { "quick_gelu" };
+        let t = &self.text;
+        let v = &self.vision;
+        serde_json::json!({
+            "architectures": ["CLIPModel"],
+            "model_type": "clip",
+            "projection_dim": self.projection_dim,
+            "logit_scale_init_value": 2.6592,
+            "initializer_factor": 1.0,
+            "text_config": {
+                "model_type": "clip_text_model",
+                "hidden_size": t.tower.width,
+                "intermediate_size": t.tower.mlp,
+                "num_attention_heads": t.tower.heads,
+                "num_hidden_layers": t.tower.layers,
+                "hidden_act": act(t.tower.act),
+                "layer_norm_eps": t.tower.eps,
+                "max_position_embeddings": t.context,
+                "vocab_size": t.vocab,
+                "bos_token_id": t.eot_id.saturating_sub(1),
+                "eos_token_id": t.eot_id,
+                "pad_token_id": t.pad_id,
+                "projection_dim": self.projection_dim,
+                "attention_dropout": 0.0,
+            },
+            "vision_config": {
+                "model_type": "clip_vision_model",
+                "hidden_size": v.tower.width,
+                "intermediate_size": v.tower.mlp,
+                "num_attention_heads": v.tower.heads,
+                "num_hidden_layers": v.tower.layers,
+                "hidden_act": act(v.tower.act),
+                "layer_norm_eps": v.tower.eps,
+                "image_size": v.image_size,
+                "patch_size": v.patch,
+                "num_channels": 3,
+                "projection_dim": self.projection_dim,
+                "attention_dropout": 0.0,
+            },
+        })
+    }
+
+    /// Built-in shapes (random weights) for benchmarks: vit-b-32, vit-b-16, vit-l-14; and
+    /// `cliptune-mini` (the embedded model's shape, for `cliptune pretrain`; its vocabulary
+    /// is replaced by the pruned tokenizer's) and `cliptune-tiny` (tests).
     pub fn named(name: &str) -> Result<ClipConfig> {
         let tower = |width, layers, heads| TowerConfig {
             width,
@@ -262,9 +323,29 @@ impl ClipConfig {
                 tower(768, 12, 12),
                 768,
             ),
+            // 64x64 emoji, 8x8 patches: 65 tokens; ~6 M parameters with a ~6k vocabulary,
+            // sized so pretraining fits in about an hour on two CPU cores.
+            "cliptune-mini" => (
+                VisionConfig {
+                    tower: tower(192, 6, 3),
+                    image_size: 64,
+                    patch: 8,
+                },
+                tower(192, 4, 3),
+                192,
+            ),
+            "cliptune-tiny" => (
+                VisionConfig {
+                    tower: tower(32, 2, 2),
+                    image_size: 32,
+                    patch: 8,
+                },
+                tower(32, 2, 2),
+                32,
+            ),
             _ => {
                 return Err(Error::invalid(format!(
-                    "unknown config '{name}': expected one of vit-b-32, vit-b-16, vit-l-14, or a model directory"
+                    "unknown config '{name}': expected one of vit-b-32, vit-b-16, vit-l-14, cliptune-mini, cliptune-tiny, or a model directory"
                 )))
             }
         };

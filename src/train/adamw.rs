@@ -15,6 +15,9 @@ pub struct AdamW {
     pub weight_decay: f32,
     /// Clip the global gradient norm to this value (None: no clipping).
     pub max_grad_norm: Option<f32>,
+    /// Decay vectors (biases, layernorm gains, logit_scale) too. Fine-tuning keeps
+    /// PyTorch's behaviour (true); pretraining decays only matrices, as CLIP does.
+    pub decay_vectors: bool,
     pub step: u32,
     state: HashMap<ParamId, (Tensor, Tensor)>,
 }
@@ -29,6 +32,7 @@ impl AdamW {
             eps: 1e-8,
             weight_decay,
             max_grad_norm: None,
+            decay_vectors: true,
             step: 0,
             state: HashMap::new(),
         }
@@ -41,7 +45,7 @@ impl AdamW {
             (Some(max), Some(ss)) => Some(ss.device().backend().clip_coef(&ss, max)?),
             _ => None,
         };
-        let spec = AdamWSpec {
+        let mut spec = AdamWSpec {
             lr: self.lr,
             beta1: self.beta1,
             beta2: self.beta2,
@@ -68,6 +72,11 @@ impl AdamW {
                     Tensor::zeros(p.value.shape(), p.value.device())?,
                     Tensor::zeros(p.value.shape(), p.value.device())?,
                 ),
+            };
+            spec.weight_decay = if self.decay_vectors || p.value.shape().len() >= 2 {
+                self.weight_decay
+            } else {
+                0.0
             };
             let (np, nm, nv) = p
                 .value

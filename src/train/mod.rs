@@ -1,5 +1,6 @@
-//! Training pieces: the optimizer (more arrives with the training-loop issue).
+//! Training: AdamW, the fine-tuning loop (`run`) and pretraining from scratch (`pretrain`).
 mod adamw;
+pub mod pretrain;
 pub mod run;
 
 pub use adamw::AdamW;

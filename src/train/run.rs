@@ -200,22 +200,24 @@ fn write_manifest(a: &TrainArgs, model: &Clip, extra: serde_json::Value) -> Resu
 }
 
 /// Progress line + JSONL log.
-struct Progress {
-    t0: Instant,
-    total: usize,
-    log: std::fs::File,
-    show: bool,
+pub(crate) struct Progress {
+    pub(crate) t0: Instant,
+    pub(crate) total: usize,
+    pub(crate) log: std::fs::File,
+    pub(crate) show: bool,
+    /// Progress-line prefix: "train" or "pretrain".
+    pub(crate) label: &'static str,
 }
 
 impl Progress {
-    fn step(&mut self, step: usize, epoch: usize, loss: f32, lr: f32) -> Result<()> {
+    pub(crate) fn step(&mut self, step: usize, epoch: usize, loss: f32, lr: f32) -> Result<()> {
         let line = serde_json::json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr});
         writeln!(self.log, "{line}").map_err(|e| Error::io("train_log.jsonl", e))?;
         if self.show {
             let el = self.t0.elapsed().as_secs_f32();
             let rate = (step + 1) as f32 / el.max(1e-6);
             let eta = (self.total - step - 1) as f32 / rate.max(1e-6);
-            eprint!("\r[train] step {:>5}/{}  epoch {epoch}  loss {loss:.4}  lr {lr:.2e}  {rate:.2} steps/s  ETA {eta:.0}s   ", step + 1, self.total);
+            eprint!("\r[{}] step {:>5}/{}  epoch {epoch}  loss {loss:.4}  lr {lr:.2e}  {rate:.2} steps/s  ETA {eta:.0}s   ", self.label, step + 1, self.total);
             if step + 1 == self.total {
                 eprintln!();
             }
@@ -225,7 +227,7 @@ impl Progress {
 }
 
 /// Batches of indices for each epoch, shuffled with the seed.
-fn batches(n: usize, batch: usize, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
+pub(crate) fn batches(n: usize, batch: usize, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..n).collect();
     let mut rng = Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37));
     for i in (1..n).rev() {
@@ -234,7 +236,7 @@ fn batches(n: usize, batch: usize, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
     idx.chunks(batch.max(1)).map(|c| c.to_vec()).collect()
 }
 
-fn rows(t: &[f32], idx: &[usize], width: usize) -> Vec<f32> {
+pub(crate) fn rows(t: &[f32], idx: &[usize], width: usize) -> Vec<f32> {
     idx.iter()
         .flat_map(|&i| t[i * width..(i + 1) * width].iter().copied())
         .collect()
@@ -410,6 +412,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         total,
         log,
         show: a.progress,
+        label: "train",
     };
     let retention = match &a.retention_set {
         Some(spec) => {
@@ -573,10 +576,10 @@ fn trainable_params<'a>(
     }
 }
 
-const STATE_FILE: &str = "trainer_state.safetensors";
+pub(crate) const STATE_FILE: &str = "trainer_state.safetensors";
 
 /// Trainable values + AdamW moments + the step, keyed by parameter name.
-fn write_state(out: &Path, params: &[&mut Param], opt: &AdamW, step: usize) -> Result<()> {
+pub(crate) fn write_state(out: &Path, params: &[&mut Param], opt: &AdamW, step: usize) -> Result<()> {
     let mut ts: Vec<(String, Tensor)> = vec![];
     for p in params {
         ts.push((format!("param/{}", p.name), p.value.clone()));
@@ -595,7 +598,7 @@ fn write_state(out: &Path, params: &[&mut Param], opt: &AdamW, step: usize) -> R
 }
 
 /// Load what `write_state` wrote into `params` and `opt`; returns the step to continue from.
-fn read_state(out: &Path, params: &mut [&mut Param], opt: &mut AdamW) -> Result<usize> {
+pub(crate) fn read_state(out: &Path, params: &mut [&mut Param], opt: &mut AdamW) -> Result<usize> {
     let path = out.join(STATE_FILE);
     let bytes =
         std::fs::read(&path).map_err(|e| Error::io(path.display(), format!("{e} (nothing to --resume from)")))?;
