@@ -47,6 +47,7 @@ pub mod backend;
 pub mod bench;
 pub mod clip;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod nn;

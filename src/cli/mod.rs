@@ -1,6 +1,7 @@
 //! Subcommands.
 mod bench_cmd;
 mod clip_cmds;
+mod demo_cmd;
 mod devices;
 mod eval_cmd;
 mod merge_cmd;
@@ -72,7 +73,8 @@ enum Command {
     },
     /// Evaluate a model: zero-shot top-1/top-5, retrieval R@1/5/10 both ways, linear probe.
     /// DATA is a class-folder root (root/<class>/*.png), fashion-mnist:train|test[:N per
-    /// class], or (for --retrieval) a caption file (.csv/.tsv/.jsonl with image,caption).
+    /// class], a sprite sheet (NAME.json + NAME.png), or (for --retrieval) a caption file
+    /// (.csv/.tsv/.jsonl with image,caption) or a sprite sheet with captions.
     Eval {
         #[arg(long)]
         model: PathBuf,
@@ -121,6 +123,10 @@ enum Command {
     /// Time one workload (embed-image, embed-text, lora-step, coop-step, linear-probe) on a
     /// named config (random weights) or a model directory; --json prints one object.
     Bench(bench_cmd::BenchCli),
+    /// The whole story on the embedded cliptune-mini: every fine-tuning method on a new domain
+    /// (Fashion-MNIST), target accuracy and retention of the model's own domain side by side;
+    /// writes an HTML report.
+    Demo(demo_cmd::DemoCli),
     /// Fine-tune: prompt (CoOp), linear-probe, lora, textual-inversion or full; writes an adapter dir.
     Train(train_cmd::TrainCli),
     /// Pretrain a CLIP from scratch on an image-caption file (both towers, contrastive): how
@@ -205,6 +211,7 @@ pub fn run() -> Result<()> {
             };
             eval_cmd::run(args, &dev).map(|_| ())
         }
+        Command::Demo(d) => demo_cmd::run(d),
         Command::Train(t) => train_cmd::run(t),
         Command::Pretrain(p) => pretrain_cmd::run(p),
         Command::Bench(b) => bench_cmd::run(b),

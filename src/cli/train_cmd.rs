@@ -13,8 +13,8 @@ pub struct TrainCli {
     method: String,
     #[arg(long)]
     model: PathBuf,
-    /// Class folders (root/<class>/*.png), fashion-mnist:train[:N per class], or a
-    /// caption file (.csv/.tsv/.jsonl: image,caption[,negatives]).
+    /// Class folders (root/<class>/*.png), fashion-mnist:train[:N per class], a sprite
+    /// sheet (NAME.json + NAME.png), or a caption file (.csv/.tsv/.jsonl: image,caption[,negatives]).
     #[arg(long)]
     data: String,
     #[arg(long)]

@@ -6,6 +6,7 @@
 //! - [`class_folders`]: labelled images in `root/<class>/*.png|jpg|jpeg`, class names from
 //!   the folder names or a classes file.
 //! - [`fashion_mnist`]: Fashion-MNIST from the Debian package `dataset-fashion-mnist`.
+//! - [`sprite_sheet`]: a labelled/captioned image set as one PNG of tiles + a JSON file.
 //! - [`report`]: the report printed before training (counts, duplicate images, bare-label
 //!   captions, class imbalance).
 //!
@@ -15,8 +16,10 @@ pub mod captions;
 pub mod class_folders;
 pub mod fashion_mnist;
 pub mod report;
+pub mod sprite_sheet;
 
 pub use captions::{load_captions, CaptionFormat, CaptionRecord};
 pub use class_folders::{folder_to_class_name, load_class_folders, LabeledImages};
 pub use fashion_mnist::{load_fashion_mnist, Split, FASHION_MNIST_CLASSES};
 pub use report::{is_label_like, report_captions, report_classes, DataReport, ReportKind};
+pub use sprite_sheet::{read_sprite_sheet, write_sprite_sheet, SpriteItem, SpriteSheet};

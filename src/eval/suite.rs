@@ -14,6 +14,7 @@ use crate::clip::zero_shot::{class_embeddings, tokenize};
 use crate::clip::Clip;
 use crate::data::captions::load_captions;
 use crate::data::class_folders::load_class_folders;
+use crate::data::sprite_sheet::{is_sprite_sheet, read_sprite_sheet};
 use crate::data::fashion_mnist::{default_dir, load_fashion_mnist, to_rgb_image, Split, FASHION_MNIST_CLASSES};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -42,8 +43,18 @@ impl LabeledSet {
 }
 
 /// `fashion-mnist:train|test[:N]` (the first N of each class, from the Debian
-/// package) or a class-folder root (`root/<class>/*.png`).
+/// package), a sprite sheet (`NAME.json` + `NAME.png`), or a class-folder root
+/// (`root/<class>/*.png`).
 pub fn load_labeled(spec: &str, classes_file: Option<&Path>) -> Result<LabeledSet> {
+    if is_sprite_sheet(spec) {
+        let s = read_sprite_sheet(Path::new(spec))?;
+        return Ok(LabeledSet {
+            name: spec.to_string(),
+            labels: s.labels(),
+            source: ImageSource::Memory(s.images),
+            classes: s.classes,
+        });
+    }
     if let Some(rest) = spec.strip_prefix("fashion-mnist:") {
         let mut parts = rest.split(':');
         let split = match parts.next() {
@@ -189,13 +200,17 @@ pub struct RetrievalResult {
     pub captions: usize,
 }
 
-/// Retrieval over a caption file (several captions per image are handled).
+/// Retrieval over a caption file or a sprite sheet's captioned items (several captions
+/// per image are handled).
 pub fn retrieval_eval(
     model: &Clip,
     tok: &ClipTokenizer,
     model_dir: Option<&Path>,
     data: &Path,
 ) -> Result<RetrievalResult> {
+    if is_sprite_sheet(&data.to_string_lossy()) {
+        return retrieval_sprite_sheet(model, tok, model_dir, data);
+    }
     let records = load_captions(data)?;
     let images: Vec<PathBuf> = records.iter().map(|r| r.image.clone()).collect();
     let mut texts = vec![];
@@ -213,6 +228,45 @@ pub fn retrieval_eval(
         dataset: data.display().to_string(),
         metrics: retrieval(&img, &txt, model.config.projection_dim, &owner)?,
         images: records.len(),
+        captions: texts.len(),
+    })
+}
+
+/// Retrieval over the items of a sprite sheet that have captions (the others are skipped).
+fn retrieval_sprite_sheet(
+    model: &Clip,
+    tok: &ClipTokenizer,
+    model_dir: Option<&Path>,
+    data: &Path,
+) -> Result<RetrievalResult> {
+    let s = read_sprite_sheet(data)?;
+    let mut images = vec![];
+    let mut texts = vec![];
+    let mut owner = vec![];
+    for (it, im) in s.items.iter().zip(s.images) {
+        if it.captions.is_empty() {
+            continue;
+        }
+        for c in &it.captions {
+            texts.push(c.clone());
+            owner.push(images.len());
+        }
+        images.push(im);
+    }
+    if images.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: no item has captions; retrieval needs captioned images",
+            data.display()
+        )));
+    }
+    let n = images.len();
+    let img = image_embeddings(model, model_dir, &ImageSource::Memory(images))?;
+    let (input, _) = tokenize(model, tok, &texts)?;
+    let txt = model.encode_text(&input, 256)?.to_vec()?;
+    Ok(RetrievalResult {
+        dataset: data.display().to_string(),
+        metrics: retrieval(&img, &txt, model.config.projection_dim, &owner)?,
+        images: n,
         captions: texts.len(),
     })
 }
