@@ -50,3 +50,38 @@ fn model_card_numbers_reproduce() {
     // Far above chance (1/300) on an art style it never saw.
     assert!(zs.top1 > 10.0 / 300.0, "held-out zero-shot top-1 {}", zs.top1);
 }
+
+/// `cliptune demo` with no model argument uses the embedded cliptune-mini (a reduced
+/// setting: 2 shots, 5 test images per class, 2 steps per method).
+#[test]
+fn the_binary_embeds_cliptune_mini_and_the_default_demo_runs() {
+    assert!(cliptune::demo::embedded::has_mini(), "this build does not embed assets/cliptune-mini");
+    let dir = std::env::temp_dir().join(format!("cliptune_mini_demo_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("demo-report");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cliptune"))
+        .args(["demo", "--device", "cpu", "--shots", "2", "--test-per-class", "5", "--max-steps", "2", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    // The base row is the shipped model: its held-out zero-shot top-1 is the model card's.
+    let base = &rows[0];
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir_path().join("heldout_eval.json")).unwrap()).unwrap();
+    let want = card["zero_shot"][0]["top1"].as_f64().unwrap();
+    let got = base["heldout_zero_shot_top1"].as_f64().unwrap_or_else(|| panic!("no heldout_top1 in {base}"));
+    assert!((got - want).abs() < 1e-6, "demo base held-out top-1 {got} vs model card {want}");
+    for f in ["report.html", "target_top1.png", "retention.png", "model/model.safetensors"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn dir_path() -> PathBuf {
+    dir()
+}

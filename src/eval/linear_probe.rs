@@ -841,7 +841,10 @@ pub fn split_train_val(n: usize, labels: &[usize], val_fraction: f32, seed: u64)
             let j = (rng.next() % (i as u64 + 1)) as usize;
             idx.swap(i, j);
         }
-        let k = ((frac * idx.len() as f64).round() as usize).min(idx.len().saturating_sub(1));
+        // Few-shot classes still give one validation image when they have two or more.
+        let k = ((frac * idx.len() as f64).round() as usize)
+            .max(usize::from(frac > 0.0))
+            .min(idx.len().saturating_sub(1));
         val.extend_from_slice(&idx[..k]);
         train.extend_from_slice(&idx[k..]);
     }
