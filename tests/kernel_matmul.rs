@@ -184,6 +184,9 @@ fn cpu_parallel_paths_match_naive() {
         (1, (203, 97, 70), false),
         (1, (4, 301, 260), false),
         (1, (2, 1000, 300), false),
+        // taller than the split alignment but wider than tall: the column split
+        (1, (203, 517, 96), false),
+        (4, (61, 203, 88), true),
         (8, (37, 29, 23), false),
         (3, (90, 70, 60), false),
         (3, (90, 70, 60), true),

@@ -74,6 +74,37 @@ fn random_init_shapes_and_gradients_reach_ctx_only() {
     }
 }
 
+/// The shared-context path computes BOS + context once for all classes (causal attention
+/// makes that prefix identical per class): its features and the context's gradient must
+/// equal the plain path that runs every class's whole prompt through the tower.
+#[test]
+fn shared_prefix_path_equals_the_full_prompts_with_gradients() {
+    let (model, tok) = load_tiny();
+    let classes = strings(&["dog", "red sports car", "aeroplane", "golden retriever puppy"]);
+    let pl = PromptLearner::new(&model, &tok, &classes, 6, None, false, 5).unwrap();
+    let p = model.config.projection_dim;
+    let r = Tensor::randn(&[classes.len(), p], 1.0, 9, model.device()).unwrap();
+    let run = |shared: bool| {
+        let tape = Tape::new();
+        let f = if shared {
+            pl.class_features(&model, &tape).unwrap()
+        } else {
+            let (x, eot) = pl.prompt_embeddings(&model, &tape).unwrap();
+            model.text_features_from_embeddings(&tape, &x, &eot).unwrap().l2norm().unwrap()
+        };
+        let loss = f.mul(&tape.constant(r.clone())).unwrap().sum_all().unwrap();
+        let g = tape.backward(&loss).unwrap();
+        (f.value.to_vec().unwrap(), g.get(pl.ctx.id).unwrap().to_vec().unwrap())
+    };
+    let (fs, gs) = run(true);
+    let (ff, gf) = run(false);
+    let (ef, eg) = (max_abs(&fs, &ff), max_abs(&gs, &gf));
+    let gmax = gf.iter().fold(0f32, |m, x| m.max(x.abs()));
+    eprintln!("shared prefix vs full prompts: features {ef:.2e}, ctx grad {eg:.2e} (max |g| {gmax:.2e})");
+    assert!(ef < 1e-5, "features differ by {ef}");
+    assert!(eg < 1e-5 * gmax.max(1.0), "context gradients differ by {eg}");
+}
+
 /// Synthetic "image features" around the zero-shot embeddings of the classes, permuted, so
 /// zero-shot is wrong on every image and CoOp has to learn. The tiny random model's class
 /// embeddings share one dominant direction (pairwise cosine ~0.99), so the features are drawn

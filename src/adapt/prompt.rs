@@ -178,8 +178,41 @@ impl PromptLearner {
 
     /// L2-normalised class embeddings `[classes, P]` on `tape` (gradients reach `ctx` only).
     pub fn class_features(&self, model: &Clip, tape: &Tape) -> Result<Var> {
+        if !self.class_specific {
+            return self.class_features_shared(model, tape);
+        }
         let (x, eot) = self.prompt_embeddings(model, tape)?;
         model.text_features_from_embeddings(tape, &x, &eot)?.l2norm()
+    }
+
+    /// The shared-context case: BOS + context is the same prefix for every class, so the
+    /// text tower computes it once and each class only its own suffix (class name, ".",
+    /// EOT): ~4 of ~20 positions per class instead of all of them. Same result as
+    /// [`Self::prompt_embeddings`] through the full tower (causal attention).
+    fn class_features_shared(&self, model: &Clip, tape: &Tape) -> Result<Var> {
+        self.check_model(model)?;
+        let dev = model.device();
+        let c = self.classes.len();
+        let n = self.n_ctx;
+        let w = self.width();
+        let s = self.suffix_ids.iter().map(Vec::len).max().unwrap_or(0);
+        let p = 1 + n;
+        let table = tape.param(&model.text.token_embedding);
+        let bos = table.gather_rows(&Tensor::from_u32(vec![self.bos_id], &[1, 1], dev)?)?;
+        let ctx = tape.param(&self.ctx).reshape(&[1, n, w])?;
+        let pos = tape
+            .param(&model.text.position_embedding)
+            .reshape(&[1, model.config.text.context, w])?;
+        let xp = bos.concat1(&ctx)?.add(&pos.narrow1(0, p)?.reshape(&[p, w])?)?;
+        let mut suffix = vec![self.pad_id; c * s];
+        for (row, ids) in suffix.chunks_mut(s.max(1)).zip(&self.suffix_ids) {
+            row[..ids.len()].copy_from_slice(ids);
+        }
+        let xs = table
+            .gather_rows(&Tensor::from_u32(suffix, &[c, s], dev)?)?
+            .add(&pos.narrow1(p, s)?.reshape(&[s, w])?)?;
+        let eot: Vec<usize> = self.suffix_ids.iter().map(|ids| ids.len() - 1).collect();
+        model.text_features_shared_prefix(tape, &xp, &xs, &eot)?.l2norm()
     }
 
     /// The class embeddings for inference (zero-shot with the learned prompts).

@@ -360,6 +360,29 @@ impl Clip {
         self.text.projection.forward(tape, &pooled, Act::None)
     }
 
+    /// Text features before normalisation for sequences `[prefix; suffix_i]` that share
+    /// one prefix: `xp` [1, P, W] and `xs` [n, S, W] are embeddings with positions added,
+    /// `eot[i]` indexes suffix i. Equal to [`Self::text_features_from_embeddings`] on the
+    /// concatenation (causal attention), with the prefix computed once.
+    pub fn text_features_shared_prefix(&self, tape: &Tape, xp: &Var, xs: &Var, eot: &[usize]) -> Result<Var> {
+        let (n, s, w) = (xs.shape()[0], xs.shape()[1], xs.shape()[2]);
+        if eot.len() != n || eot.iter().any(|&e| e >= s) || xp.shape().len() != 3 || xp.shape()[0] != 1 {
+            return Err(Error::shape(
+                "encode_text",
+                format!("prefix {:?}, suffixes {:?} and EOT positions {eot:?} do not fit", xp.shape(), xs.shape()),
+            ));
+        }
+        let (mut xp, mut xs) = (xp.clone(), xs.clone());
+        for b in &self.text.blocks {
+            (xp, xs) = b.forward_shared_prefix(tape, &xp, &xs)?;
+        }
+        let x = self.text.final_ln.forward(tape, &xs)?;
+        let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &e)| (i * s + e) as u32).collect();
+        let rows = Tensor::from_u32(rows, &[n], self.device())?;
+        let pooled = x.reshape(&[n * s, w])?.gather_rows(&rows)?;
+        self.text.projection.forward(tape, &pooled, Act::None)
+    }
+
     pub fn text_features(&self, tape: &Tape, input: &TextInput) -> Result<Var> {
         if input.ids.len() != input.n * input.len || input.eot.len() != input.n {
             return Err(Error::shape(

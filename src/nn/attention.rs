@@ -37,6 +37,32 @@ impl MultiHeadAttention {
     }
 }
 
+impl MultiHeadAttention {
+    /// Causal attention over `[prefix; suffix]` when every sequence of the batch starts with
+    /// the same prefix: the prefix `xp` [1, P, W] goes through q/k/v/out once instead of once
+    /// per sequence, the suffixes `xs` [B, S, W] attend to the broadcast prefix keys and
+    /// values. Exact for causal attention (prefix positions never see the suffix). Used by
+    /// CoOp's shared context, where 16 of ~20 tokens are the same for every class.
+    pub fn forward_shared_prefix(&self, tape: &Tape, xp: &Var, xs: &Var) -> Result<(Var, Var)> {
+        let (b, p, w) = (xs.shape()[0], xp.shape()[1], xp.shape()[2]);
+        let s = xs.shape()[1];
+        let dev = xp.value.device().clone();
+        let rep: Vec<u32> = (0..b).flat_map(|_| 0..p as u32).collect();
+        let rep = crate::tensor::Tensor::from_u32(rep, &[b, p], &dev)?;
+        // [1, P, W] -> [B, P, W]; backward sums the copies (scatter-add).
+        let bcast = |v: &Var| v.reshape(&[p, w])?.gather_rows(&rep);
+        let full = |lin: &crate::nn::Linear| -> Result<Var> {
+            bcast(&lin.forward(tape, xp, Act::None)?)?.concat1(&lin.forward(tape, xs, Act::None)?)
+        };
+        let o = Var::attention(&full(&self.q)?, &full(&self.k)?, &full(&self.v)?, self.heads, true)?;
+        let os = o.narrow1(p, s)?;
+        // Every sequence's prefix rows are equal: keep the first sequence's.
+        let first = crate::tensor::Tensor::from_u32(vec![0], &[1], &dev)?;
+        let op = o.narrow1(0, p)?.reshape(&[b, p * w])?.gather_rows(&first)?.reshape(&[1, p, w])?;
+        Ok((self.out.forward(tape, &op, Act::None)?, self.out.forward(tape, &os, Act::None)?))
+    }
+}
+
 impl Module for MultiHeadAttention {
     fn params(&self) -> Vec<&Param> {
         [&self.q, &self.k, &self.v, &self.out]

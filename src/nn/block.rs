@@ -42,6 +42,19 @@ impl Block {
         x.add(&h)
     }
 
+    /// The block over `[prefix; suffix]` sequences that share one prefix (causal towers
+    /// only): `xp` [1, P, d] is computed once, `xs` [B, S, d] per sequence. See
+    /// [`MultiHeadAttention::forward_shared_prefix`]. Not recomputed in backward.
+    pub fn forward_shared_prefix(&self, tape: &Tape, xp: &Var, xs: &Var) -> Result<(Var, Var)> {
+        let (hp, hs) =
+            self.attn
+                .forward_shared_prefix(tape, &self.ln1.forward(tape, xp)?, &self.ln1.forward(tape, xs)?)?;
+        let (xp, xs) = (xp.add(&hp)?, xs.add(&hs)?);
+        let hp = self.mlp.forward(tape, &self.ln2.forward(tape, &xp)?)?;
+        let hs = self.mlp.forward(tape, &self.ln2.forward(tape, &xs)?)?;
+        Ok((xp.add(&hp)?, xs.add(&hs)?))
+    }
+
     /// x: [batch, seq, d].
     pub fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
         if self.recompute && tape.is_recording() {
