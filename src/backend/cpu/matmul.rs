@@ -1,6 +1,6 @@
-//! CPU GEMM: `matrixmultiply` micro-kernels with transposes as strides (no copies),
-//! rayon splitting C across cores, and the bias + activation epilogue applied to each
-//! block right after it is computed. WGSL twin: shaders/matmul.wgsl.
+//! CPU GEMM: the `gemm` crate's micro-kernels with transposes as strides (no copies),
+//! its own rayon split of C across cores, then the bias + activation epilogue over row
+//! blocks in parallel. WGSL twin: shaders/matmul.wgsl.
 use rayon::prelude::*;
 
 use super::activation::{act_inplace, act_into};
@@ -12,9 +12,6 @@ use crate::tensor::Tensor;
 
 /// Below this many multiply-adds one thread beats the cost of waking the others.
 const PAR_MIN_MACS: usize = 1 << 18;
-/// Row and column blocks handed to threads are multiples of this (the micro-kernel's
-/// register tile), so no thread ends up with a ragged partial tile in the middle of C.
-const SPLIT_ALIGN: usize = 8;
 
 /// Row-major `C = alpha * op(A) @ op(B) + beta * C`, C being m x n with row stride n.
 /// A is [m, k] (or [k, m] when `trans_a`), B is [k, n] (or [n, k] when `trans_b`, a
@@ -61,7 +58,7 @@ pub fn sgemm(
     if parallel {
         g.run_parallel(&mut c[..m * n], |_, _| {});
     } else {
-        g.run_rows(0, m, &mut c[..m * n]);
+        g.run_rows(0, m, &mut c[..m * n], 1);
     }
     Ok(())
 }
@@ -95,82 +92,61 @@ impl Gemm<'_> {
         (rsa, csa, rsb, csb)
     }
 
-    /// Rows `r0..r0+rows` of C into `c` (exactly rows x n), single-threaded.
-    fn run_rows(&self, r0: usize, rows: usize, c: &mut [f32]) {
+    /// Rows `r0..r0+rows` of C into `c` (exactly rows x n) with `threads` threads of
+    /// the rayon pool (1: this thread only).
+    fn run_rows(&self, r0: usize, rows: usize, c: &mut [f32], threads: usize) {
         debug_assert!(c.len() == rows * self.n && r0 + rows <= self.m);
         let (rsa, csa, rsb, csb) = self.strides();
         let a_start = if self.trans_a { r0 } else { r0 * self.k };
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
         // SAFETY: the caller checked len(A) >= m*k, len(B) >= k*n; the largest offset
         // touched is (rows-1)*rsa + (k-1)*csa from a_start, inside A for both layouts,
-        // likewise for B, and C is exactly rows x n with row stride n.
+        // likewise for B, and C is exactly rows x n with row stride n. `gemm` computes
+        // dst = alpha * dst + beta * lhs @ rhs (its alpha/beta are the other way round
+        // from BLAS) and reads dst only when asked.
         unsafe {
-            matrixmultiply::sgemm(
+            gemm::gemm(
                 rows,
-                self.k,
                 self.n,
-                self.alpha,
-                self.a.as_ptr().add(a_start.min(self.a.len())),
-                rsa,
-                csa,
-                self.b.as_ptr(),
-                rsb,
-                csb,
-                self.beta,
+                self.k,
                 c.as_mut_ptr(),
-                self.n as isize,
                 1,
+                self.n as isize,
+                self.beta != 0.0,
+                self.a.as_ptr().add(a_start.min(self.a.len())),
+                csa,
+                rsa,
+                self.b.as_ptr(),
+                csb,
+                rsb,
+                self.beta,
+                self.alpha,
+                false,
+                false,
+                false,
+                par,
             );
         }
     }
 
-    /// The whole of C (m x n) across the rayon pool. `epilogue(row0, rows_of_c)` runs
-    /// on each finished row block while it is still in cache.
+    /// The whole of C (m x n) across the rayon pool (the `gemm` crate splits the work
+    /// itself), then `epilogue(row0, rows_of_c)` on row blocks in parallel.
     fn run_parallel(&self, c: &mut [f32], epilogue: impl Fn(usize, &mut [f32]) + Sync) {
         let (m, n, k) = (self.m, self.n, self.k);
         let threads = rayon::current_num_threads();
         if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PAR_MIN_MACS || m * n == 0 {
-            self.run_rows(0, m, c);
+            self.run_rows(0, m, c, 1);
             epilogue(0, c);
-        } else if m >= SPLIT_ALIGN * threads || n < SPLIT_ALIGN * threads {
-            // One row block per thread: each packs B once (more blocks would repack it).
-            let rows = m.div_ceil(threads).next_multiple_of(SPLIT_ALIGN).min(m);
-            c.par_chunks_mut(rows * n).enumerate().for_each(|(i, blk)| {
-                let r0 = i * rows;
-                self.run_rows(r0, blk.len() / n, blk);
-                epilogue(r0, blk);
-            });
         } else {
-            // Few rows, wide C (a GEMV-like projection): split the columns instead.
-            let cols = n.div_ceil(threads).next_multiple_of(SPLIT_ALIGN).min(n);
-            let (rsa, csa, rsb, csb) = self.strides();
-            let base = SendPtr(c.as_mut_ptr());
-            (0..n.div_ceil(cols)).into_par_iter().for_each(|j| {
-                let base = base;
-                let c0 = j * cols;
-                let w = cols.min(n - c0);
-                let b_start = if self.trans_b { c0 * k } else { c0 };
-                // SAFETY: blocks write disjoint column ranges c0..c0+w of C (m x n, row
-                // stride n); B offsets stay inside B as in run_rows.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        w,
-                        self.alpha,
-                        self.a.as_ptr(),
-                        rsa,
-                        csa,
-                        self.b.as_ptr().add(b_start.min(self.b.len())),
-                        rsb,
-                        csb,
-                        self.beta,
-                        base.0.add(c0),
-                        n as isize,
-                        1,
-                    );
-                }
-            });
-            epilogue(0, c);
+            self.run_rows(0, m, c, threads);
+            let rows = m.div_ceil(threads * 4).max(1);
+            c.par_chunks_mut(rows * n)
+                .enumerate()
+                .for_each(|(i, blk)| epilogue(i * rows, blk));
         }
     }
 }
@@ -246,7 +222,7 @@ pub fn matmul(
                 if parallel {
                     g.run_parallel(c, |_, _| {});
                 } else {
-                    g.run_rows(0, m, c);
+                    g.run_rows(0, m, c, 1);
                 }
                 epilogue(c, o, n, bias_s, act);
             };
