@@ -16,7 +16,8 @@ fn dir() -> PathBuf {
 #[test]
 fn weights_are_f16_and_small() {
     let path = dir().join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the shipped model is missing)", path.display()));
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the shipped model is missing)", path.display()));
     assert!(bytes.len() <= 16 * 1024 * 1024, "{} bytes", bytes.len());
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     for (name, t) in st.tensors() {
@@ -43,10 +44,22 @@ fn model_card_numbers_reproduce() {
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("heldout_eval.json")).unwrap()).unwrap();
     let text = rec.to_string();
-    let top1 = rec["zero_shot"][0]["top1"].as_f64().unwrap_or_else(|| panic!("no zero_shot[0].top1 in {text}"));
-    assert!((zs.top1 as f64 - top1).abs() < 1e-6, "zero-shot top-1 {} vs recorded {top1}", zs.top1);
-    let i2t = rec["retrieval"][0]["i2t"]["r1"].as_f64().unwrap_or_else(|| panic!("no retrieval r1 in {text}"));
-    assert!((r.metrics.i2t[0] as f64 - i2t).abs() < 1e-6, "i2t R@1 {} vs recorded {i2t}", r.metrics.i2t[0]);
+    let top1 = rec["zero_shot"][0]["top1"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no zero_shot[0].top1 in {text}"));
+    assert!(
+        (zs.top1 as f64 - top1).abs() < 1e-6,
+        "zero-shot top-1 {} vs recorded {top1}",
+        zs.top1
+    );
+    let i2t = rec["retrieval"][0]["i2t"]["r1"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no retrieval r1 in {text}"));
+    assert!(
+        (r.metrics.i2t[0] as f64 - i2t).abs() < 1e-6,
+        "i2t R@1 {} vs recorded {i2t}",
+        r.metrics.i2t[0]
+    );
     // Far above chance (1/300) on an art style it never saw.
     assert!(zs.top1 > 10.0 / 300.0, "held-out zero-shot top-1 {}", zs.top1);
 }
@@ -55,13 +68,28 @@ fn model_card_numbers_reproduce() {
 /// setting: 2 shots, 5 test images per class, 2 steps per method).
 #[test]
 fn the_binary_embeds_cliptune_mini_and_the_default_demo_runs() {
-    assert!(cliptune::demo::embedded::has_mini(), "this build does not embed assets/cliptune-mini");
+    assert!(
+        cliptune::demo::embedded::has_mini(),
+        "this build does not embed assets/cliptune-mini"
+    );
     let dir = std::env::temp_dir().join(format!("cliptune_mini_demo_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("demo-report");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_cliptune"))
-        .args(["demo", "--device", "cpu", "--shots", "2", "--test-per-class", "5", "--max-steps", "2", "--json", "--out"])
+        .args([
+            "demo",
+            "--device",
+            "cpu",
+            "--shots",
+            "2",
+            "--test-per-class",
+            "5",
+            "--max-steps",
+            "2",
+            "--json",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -74,9 +102,19 @@ fn the_binary_embeds_cliptune_mini_and_the_default_demo_runs() {
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir_path().join("heldout_eval.json")).unwrap()).unwrap();
     let want = card["zero_shot"][0]["top1"].as_f64().unwrap();
-    let got = base["heldout_zero_shot_top1"].as_f64().unwrap_or_else(|| panic!("no heldout_top1 in {base}"));
-    assert!((got - want).abs() < 1e-6, "demo base held-out top-1 {got} vs model card {want}");
-    for f in ["report.html", "target_top1.png", "retention.png", "model/model.safetensors"] {
+    let got = base["heldout_zero_shot_top1"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no heldout_top1 in {base}"));
+    assert!(
+        (got - want).abs() < 1e-6,
+        "demo base held-out top-1 {got} vs model card {want}"
+    );
+    for f in [
+        "report.html",
+        "target_top1.png",
+        "retention.png",
+        "model/model.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "{f}");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -165,7 +165,10 @@ fn every_method_runs_and_the_report_is_written() {
                 "{a}: optimizer state left behind"
             );
             let manifest = std::fs::read_to_string(out.join(a).join("cliptune_adapter.json")).unwrap();
-            assert!(!manifest.contains(".report.tmp-"), "{a}: names the temporary directory: {manifest}");
+            assert!(
+                !manifest.contains(".report.tmp-"),
+                "{a}: names the temporary directory: {manifest}"
+            );
         }
     }
     let row = |k: &str| r.rows.iter().find(|x| x.key == k).unwrap();

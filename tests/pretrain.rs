@@ -78,18 +78,32 @@ fn tmp(name: &str) -> PathBuf {
 #[test]
 fn pruned_tokenizer_keeps_the_corpus_tokens_and_encodes_anything() {
     let full = ClipTokenizer::embedded().unwrap();
-    let texts: Vec<String> = ["an emoji of a grinning face.", "a photo of a t-shirt.", "ankle boot, sneaker"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let texts: Vec<String> = [
+        "an emoji of a grinning face.",
+        "a photo of a t-shirt.",
+        "ankle boot, sneaker",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let small = full.pruned(&texts).unwrap();
     assert!(small.vocab_size() < 700, "vocabulary {}", small.vocab_size());
     assert_eq!(small.eos_id() as usize, small.vocab_size() - 1);
     assert_eq!(small.bos_id() + 1, small.eos_id());
     // Same token strings on the kept texts.
     for t in &texts {
-        let a: Vec<String> = full.encode(t).unwrap().iter().map(|&i| full.id_to_token(i).unwrap()).collect();
-        let b: Vec<String> = small.encode(t).unwrap().iter().map(|&i| small.id_to_token(i).unwrap()).collect();
+        let a: Vec<String> = full
+            .encode(t)
+            .unwrap()
+            .iter()
+            .map(|&i| full.id_to_token(i).unwrap())
+            .collect();
+        let b: Vec<String> = small
+            .encode(t)
+            .unwrap()
+            .iter()
+            .map(|&i| small.id_to_token(i).unwrap())
+            .collect();
         assert_eq!(a, b, "{t}");
     }
     // An unseen word still encodes (byte symbols are kept) and nothing maps to EOS inside.
@@ -110,7 +124,12 @@ fn tiny_pretrain_learns_and_writes_a_loadable_model() {
     assert_eq!(s.steps, 60);
     assert!(s.first_loss.is_finite() && s.last_loss.is_finite());
     // ln(8) = 2.08 is chance for a batch of 8.
-    assert!(s.last_loss < 0.6 * s.first_loss, "loss {} -> {}", s.first_loss, s.last_loss);
+    assert!(
+        s.last_loss < 0.6 * s.first_loss,
+        "loss {} -> {}",
+        s.first_loss,
+        s.last_loss
+    );
     for f in [
         "config.json",
         "model.safetensors",
@@ -132,7 +151,11 @@ fn tiny_pretrain_learns_and_writes_a_loadable_model() {
     let set = cliptune::eval::suite::load_labeled(data.parent().unwrap().to_str().unwrap(), None);
     assert!(set.is_err(), "the corpus dir is not class folders");
     let r = cliptune::eval::suite::retrieval_eval(&model, &tok, Some(&out), &data).unwrap();
-    assert!(r.metrics.i2t[0] > 0.25, "image->text R@1 {} on the training set", r.metrics.i2t[0]);
+    assert!(
+        r.metrics.i2t[0] > 0.25,
+        "image->text R@1 {} on the training set",
+        r.metrics.i2t[0]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

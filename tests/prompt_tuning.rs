@@ -90,7 +90,11 @@ fn shared_prefix_path_equals_the_full_prompts_with_gradients() {
             pl.class_features(&model, &tape).unwrap()
         } else {
             let (x, eot) = pl.prompt_embeddings(&model, &tape).unwrap();
-            model.text_features_from_embeddings(&tape, &x, &eot).unwrap().l2norm().unwrap()
+            model
+                .text_features_from_embeddings(&tape, &x, &eot)
+                .unwrap()
+                .l2norm()
+                .unwrap()
         };
         let loss = f.mul(&tape.constant(r.clone())).unwrap().sum_all().unwrap();
         let g = tape.backward(&loss).unwrap();

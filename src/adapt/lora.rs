@@ -868,12 +868,7 @@ pub fn save_hf_checkpoint(model: &Clip, src_dir: &Path, out_dir: &Path) -> Resul
 
 /// The model's weights under HF names and shapes in one safetensors file (atomic), cast to
 /// `cast` when given (f16 for a shipped model), else in their storage dtype.
-pub fn write_hf_weights(
-    model: &Clip,
-    path: &Path,
-    logit_shape: &[usize],
-    cast: Option<crate::DType>,
-) -> Result<()> {
+pub fn write_hf_weights(model: &Clip, path: &Path, logit_shape: &[usize], cast: Option<crate::DType>) -> Result<()> {
     let v = &model.config.vision;
     let mut tensors: Vec<(String, Tensor)> = vec![];
     let mut seen = BTreeSet::new();

@@ -5,8 +5,8 @@ mod demo_cmd;
 mod devices;
 mod eval_cmd;
 mod merge_cmd;
-mod report_cmd;
 mod pretrain_cmd;
+mod report_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;

@@ -369,7 +369,11 @@ impl Clip {
         if eot.len() != n || eot.iter().any(|&e| e >= s) || xp.shape().len() != 3 || xp.shape()[0] != 1 {
             return Err(Error::shape(
                 "encode_text",
-                format!("prefix {:?}, suffixes {:?} and EOT positions {eot:?} do not fit", xp.shape(), xs.shape()),
+                format!(
+                    "prefix {:?}, suffixes {:?} and EOT positions {eot:?} do not fit",
+                    xp.shape(),
+                    xs.shape()
+                ),
             ));
         }
         let (mut xp, mut xs) = (xp.clone(), xs.clone());

@@ -289,8 +289,10 @@ impl ClipTokenizer {
             })
             .collect();
         let by_id: HashMap<u64, &String> = vocab.iter().map(|(k, &i)| (i, k)).collect();
-        let made_by: HashMap<String, (String, String)> =
-            merges.iter().map(|(a, b)| (format!("{a}{b}"), (a.clone(), b.clone()))).collect();
+        let made_by: HashMap<String, (String, String)> = merges
+            .iter()
+            .map(|(a, b)| (format!("{a}{b}"), (a.clone(), b.clone())))
+            .collect();
         // Every single-byte symbol, with and without the end-of-word suffix.
         let mut keep: HashSet<String> = vocab
             .keys()

@@ -14,8 +14,8 @@ use crate::clip::zero_shot::{class_embeddings, tokenize};
 use crate::clip::Clip;
 use crate::data::captions::load_captions;
 use crate::data::class_folders::load_class_folders;
-use crate::data::sprite_sheet::{is_sprite_sheet, read_sprite_sheet};
 use crate::data::fashion_mnist::{default_dir, load_fashion_mnist, to_rgb_image, Split, FASHION_MNIST_CLASSES};
+use crate::data::sprite_sheet::{is_sprite_sheet, read_sprite_sheet};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 

@@ -58,8 +58,15 @@ impl MultiHeadAttention {
         let os = o.narrow1(p, s)?;
         // Every sequence's prefix rows are equal: keep the first sequence's.
         let first = crate::tensor::Tensor::from_u32(vec![0], &[1], &dev)?;
-        let op = o.narrow1(0, p)?.reshape(&[b, p * w])?.gather_rows(&first)?.reshape(&[1, p, w])?;
-        Ok((self.out.forward(tape, &op, Act::None)?, self.out.forward(tape, &os, Act::None)?))
+        let op = o
+            .narrow1(0, p)?
+            .reshape(&[b, p * w])?
+            .gather_rows(&first)?
+            .reshape(&[1, p, w])?;
+        Ok((
+            self.out.forward(tape, &op, Act::None)?,
+            self.out.forward(tape, &os, Act::None)?,
+        ))
     }
 }
 

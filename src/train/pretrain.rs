@@ -104,7 +104,12 @@ fn prepare_out(out: &Path, resume: bool) -> Result<()> {
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 /// HF `preprocessor_config.json` for square images of `size`: CLIP's resize/crop/normalise.
@@ -167,7 +172,13 @@ fn augment(px: &[f32], s: usize, cfg: &PreprocessConfig, rng: &mut Rng) -> Vec<f
 }
 
 /// Zero-shot top-1 and mean retrieval R@1 on the held-out set.
-fn heldout_metrics(model: &Clip, tok: &ClipTokenizer, dir: &Path, set: &Path, templates: &[String]) -> Result<(f32, f32)> {
+fn heldout_metrics(
+    model: &Clip,
+    tok: &ClipTokenizer,
+    dir: &Path,
+    set: &Path,
+    templates: &[String],
+) -> Result<(f32, f32)> {
     let spec = set.display().to_string();
     let labeled = crate::eval::suite::load_labeled(&spec, None)?;
     let zs = crate::eval::suite::zero_shot(model, tok, Some(dir), &labeled, templates)?;
@@ -179,7 +190,9 @@ fn heldout_metrics(model: &Clip, tok: &ClipTokenizer, dir: &Path, set: &Path, te
 pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     let t0 = Instant::now();
     if a.batch < 2 || a.epochs == 0 {
-        return Err(Error::invalid("pretrain: --batch must be at least 2 (in-batch negatives) and --epochs at least 1"));
+        return Err(Error::invalid(
+            "pretrain: --batch must be at least 2 (in-batch negatives) and --epochs at least 1",
+        ));
     }
     if a.templates.iter().any(|t| !t.contains("{}")) || a.templates.is_empty() {
         return Err(Error::invalid("pretrain: every template needs a {} for the class name"));
@@ -216,7 +229,10 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     config.text.pad_id = tok.eos_id();
     let size = config.vision.image_size;
     write_atomic(&a.out.join("config.json"), &json_bytes(&config.to_hf_json()))?;
-    write_atomic(&a.out.join("preprocessor_config.json"), &json_bytes(&preprocessor_json(size)))?;
+    write_atomic(
+        &a.out.join("preprocessor_config.json"),
+        &json_bytes(&preprocessor_json(size)),
+    )?;
     write_atomic(&a.out.join("templates.txt"), (a.templates.join("\n") + "\n").as_bytes())?;
     tok.save(&a.out.join("tokenizer.json"))?;
     let mut marker = serde_json::json!({
@@ -288,7 +304,11 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
                 let line = serde_json::json!({"step": step, "eval_top1": top1, "heldout_r1": r1});
                 writeln!(prog.log, "{line}").map_err(|e| Error::io("pretrain_log.jsonl", e))?;
                 if a.progress {
-                    eprintln!("\n[pretrain] step {step}: held-out zero-shot top-1 {:.2}%, retrieval R@1 {:.2}%", 100.0 * top1, 100.0 * r1);
+                    eprintln!(
+                        "\n[pretrain] step {step}: held-out zero-shot top-1 {:.2}%, retrieval R@1 {:.2}%",
+                        100.0 * top1,
+                        100.0 * r1
+                    );
                 }
                 Some((top1, r1))
             }
@@ -334,9 +354,8 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             let (input, _) = tokenize(&model, &tok, &texts)?;
             let txt = model.text_features(&tape, &input)?.l2norm()?;
             let loss = Var::contrastive_loss(&img, &txt, &tape.param(&model.logit_scale))?;
-            let l = check_loss(&loss.value, step + 1).map_err(|e| {
-                Error::non_finite(format!("{e}; the last checkpoint in {} is kept", a.out.display()))
-            })?;
+            let l = check_loss(&loss.value, step + 1)
+                .map_err(|e| Error::non_finite(format!("{e}; the last checkpoint in {} is kept", a.out.display())))?;
             if first.is_nan() {
                 first = l;
             }

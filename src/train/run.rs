@@ -217,7 +217,12 @@ impl Progress {
             let el = self.t0.elapsed().as_secs_f32();
             let rate = (step + 1) as f32 / el.max(1e-6);
             let eta = (self.total - step - 1) as f32 / rate.max(1e-6);
-            eprint!("\r[{}] step {:>5}/{}  epoch {epoch}  loss {loss:.4}  lr {lr:.2e}  {rate:.2} steps/s  ETA {eta:.0}s   ", self.label, step + 1, self.total);
+            eprint!(
+                "\r[{}] step {:>5}/{}  epoch {epoch}  loss {loss:.4}  lr {lr:.2e}  {rate:.2} steps/s  ETA {eta:.0}s   ",
+                self.label,
+                step + 1,
+                self.total
+            );
             if step + 1 == self.total {
                 eprintln!();
             }
