@@ -152,11 +152,7 @@ impl PromptLearner {
         let len = 1 + n + s;
         let table = tape.param(&model.text.token_embedding);
         let prefix = table.gather_rows(&Tensor::from_u32(vec![self.bos_id; c], &[c, 1], dev)?)?;
-        let mut suffix = vec![self.pad_id; c * s];
-        for (row, ids) in suffix.chunks_mut(s.max(1)).zip(&self.suffix_ids) {
-            row[..ids.len()].copy_from_slice(ids);
-        }
-        let suffix = table.gather_rows(&Tensor::from_u32(suffix, &[c, s], dev)?)?;
+        let suffix = table.gather_rows(&Tensor::from_u32(self.padded_suffixes(s), &[c, s], dev)?)?;
         let ctx = tape.param(&self.ctx);
         let ctx = if self.class_specific {
             ctx
@@ -174,6 +170,15 @@ impl PromptLearner {
         let x = x.add(&pos)?;
         let eot = self.suffix_ids.iter().map(|ids| 1 + n + ids.len() - 1).collect();
         Ok((x, eot))
+    }
+
+    /// Each class's suffix ids (class tokens, ".", EOT) padded to `s`: [classes * s].
+    fn padded_suffixes(&self, s: usize) -> Vec<u32> {
+        let mut suffix = vec![self.pad_id; self.classes.len() * s];
+        for (row, ids) in suffix.chunks_mut(s.max(1)).zip(&self.suffix_ids) {
+            row[..ids.len()].copy_from_slice(ids);
+        }
+        suffix
     }
 
     /// L2-normalised class embeddings `[classes, P]` on `tape` (gradients reach `ctx` only).
@@ -204,12 +209,8 @@ impl PromptLearner {
             .param(&model.text.position_embedding)
             .reshape(&[1, model.config.text.context, w])?;
         let xp = bos.concat1(&ctx)?.add(&pos.narrow1(0, p)?.reshape(&[p, w])?)?;
-        let mut suffix = vec![self.pad_id; c * s];
-        for (row, ids) in suffix.chunks_mut(s.max(1)).zip(&self.suffix_ids) {
-            row[..ids.len()].copy_from_slice(ids);
-        }
         let xs = table
-            .gather_rows(&Tensor::from_u32(suffix, &[c, s], dev)?)?
+            .gather_rows(&Tensor::from_u32(self.padded_suffixes(s), &[c, s], dev)?)?
             .add(&pos.narrow1(p, s)?.reshape(&[s, w])?)?;
         let eot: Vec<usize> = self.suffix_ids.iter().map(|ids| ids.len() - 1).collect();
         model.text_features_shared_prefix(tape, &xp, &xs, &eot)?.l2norm()

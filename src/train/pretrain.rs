@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::run::{batches, read_state, write_state, Progress, STATE_FILE};
+use super::run::{batches, prepare_out, read_state, write_state, Progress};
 use super::{check_loss, AdamW};
 use crate::adapt::lora::write_hf_weights;
 use crate::autograd::{Tape, Var};
@@ -78,28 +78,6 @@ pub struct PretrainSummary {
     pub seconds: f32,
     /// Final held-out metrics (zero-shot top-1, mean retrieval R@1), when a set was given.
     pub heldout: Option<(f32, f32)>,
-}
-
-fn prepare_out(out: &Path, resume: bool) -> Result<()> {
-    if resume && !out.join(STATE_FILE).exists() {
-        return Err(Error::invalid(format!(
-            "--resume: {} holds no {STATE_FILE} to resume from",
-            out.display()
-        )));
-    }
-    if out.exists() {
-        let non_empty = std::fs::read_dir(out)
-            .map_err(|e| Error::io(out.display(), e))?
-            .next()
-            .is_some();
-        if non_empty && !out.join(MARKER).exists() {
-            return Err(Error::invalid(format!(
-                "{}: exists, is not empty and was not written by `cliptune pretrain`; choose another --out",
-                out.display()
-            )));
-        }
-    }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
@@ -197,7 +175,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     if a.templates.iter().any(|t| !t.contains("{}")) || a.templates.is_empty() {
         return Err(Error::invalid("pretrain: every template needs a {} for the class name"));
     }
-    prepare_out(&a.out, a.resume)?;
+    prepare_out(&a.out, a.resume, MARKER, "was not written by `cliptune pretrain`")?;
     let records = load_captions(&a.data)?;
     if records.len() < a.batch {
         return Err(Error::invalid(format!(
@@ -294,27 +272,26 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
         label: "pretrain",
     };
 
+    // Held-out metrics at `step`: one line in the log (and on the terminal).
+    let evaluate = |model: &Clip, step: usize, prog: &mut Progress| -> Result<Option<(f32, f32)>> {
+        let Some(h) = &a.heldout else { return Ok(None) };
+        let (top1, r1) = heldout_metrics(model, &tok, &a.out, h, &a.templates)?;
+        let line = serde_json::json!({"step": step, "eval_top1": top1, "heldout_r1": r1});
+        writeln!(prog.log, "{line}").map_err(|e| Error::io("pretrain_log.jsonl", e))?;
+        if a.progress {
+            eprintln!(
+                "\n[pretrain] step {step}: held-out zero-shot top-1 {:.2}%, retrieval R@1 {:.2}%",
+                100.0 * top1,
+                100.0 * r1
+            );
+        }
+        Ok(Some((top1, r1)))
+    };
     let save = |model: &Clip, opt: &AdamW, step: usize, prog: &mut Progress| -> Result<Option<(f32, f32)>> {
         write_hf_weights(model, &a.out.join("model.safetensors"), &[], Some(DType::F16))?;
         let mut m = model.clone();
         write_state(&a.out, &m.params_mut(), opt, step)?;
-        let metrics = match &a.heldout {
-            Some(h) => {
-                let (top1, r1) = heldout_metrics(model, &tok, &a.out, h, &a.templates)?;
-                let line = serde_json::json!({"step": step, "eval_top1": top1, "heldout_r1": r1});
-                writeln!(prog.log, "{line}").map_err(|e| Error::io("pretrain_log.jsonl", e))?;
-                if a.progress {
-                    eprintln!(
-                        "\n[pretrain] step {step}: held-out zero-shot top-1 {:.2}%, retrieval R@1 {:.2}%",
-                        100.0 * top1,
-                        100.0 * r1
-                    );
-                }
-                Some((top1, r1))
-            }
-            None => None,
-        };
-        Ok(metrics)
+        evaluate(model, step, prog)
     };
 
     let (mut first, mut last) = (f32::NAN, f32::NAN);
@@ -373,11 +350,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {
                 save(&model, &opt, step, &mut prog)?;
             } else if a.eval_every > 0 && step % a.eval_every == 0 && step < total {
-                if let Some(h) = &a.heldout {
-                    let (top1, r1) = heldout_metrics(&model, &tok, &a.out, h, &a.templates)?;
-                    let line = serde_json::json!({"step": step, "eval_top1": top1, "heldout_r1": r1});
-                    writeln!(prog.log, "{line}").map_err(|e| Error::io("pretrain_log.jsonl", e))?;
-                }
+                evaluate(&model, step, &mut prog)?;
             }
         }
     }

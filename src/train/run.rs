@@ -143,9 +143,10 @@ pub fn lr_at(base: f32, step: usize, warmup: usize, total: usize) -> f32 {
     base * 0.5 * (1.0 + (std::f32::consts::PI * progress.min(1.0)).cos())
 }
 
-/// The output directory may be new, empty, or a previous cliptune adapter: never a
-/// directory holding someone else's files.
-fn prepare_out(out: &Path, resume: bool) -> Result<()> {
+/// The output directory may be new, empty, or one this tool wrote before (it holds
+/// `marker`): never a directory holding someone else's files. `not_ours` finishes the
+/// refusal ("is not a cliptune adapter").
+pub(crate) fn prepare_out(out: &Path, resume: bool, marker: &str, not_ours: &str) -> Result<()> {
     if resume && !out.join(STATE_FILE).exists() {
         return Err(Error::invalid(format!(
             "--resume: {} holds no {STATE_FILE} to resume from",
@@ -157,9 +158,9 @@ fn prepare_out(out: &Path, resume: bool) -> Result<()> {
             .map_err(|e| Error::io(out.display(), e))?
             .next()
             .is_some();
-        if non_empty && !out.join("cliptune_adapter.json").exists() {
+        if non_empty && !out.join(marker).exists() {
             return Err(Error::invalid(format!(
-                "{}: exists, is not empty and is not a cliptune adapter; choose another --out",
+                "{}: exists, is not empty and {not_ours}; choose another --out",
                 out.display()
             )));
         }
@@ -241,7 +242,7 @@ pub(crate) fn batches(n: usize, batch: usize, epoch: usize, seed: u64) -> Vec<Ve
     idx.chunks(batch.max(1)).map(|c| c.to_vec()).collect()
 }
 
-pub(crate) fn rows(t: &[f32], idx: &[usize], width: usize) -> Vec<f32> {
+fn rows(t: &[f32], idx: &[usize], width: usize) -> Vec<f32> {
     idx.iter()
         .flat_map(|&i| t[i * width..(i + 1) * width].iter().copied())
         .collect()
@@ -261,7 +262,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     let mut model = Clip::load(&a.model_dir, &a.device, storage)?;
     let mut tok = ClipTokenizer::for_model_dir(&a.model_dir)?;
     let captions = is_caption_file(&a.data);
-    prepare_out(&a.out, a.resume)?;
+    prepare_out(&a.out, a.resume, "cliptune_adapter.json", "is not a cliptune adapter")?;
     let lr = a.lr.unwrap_or(a.method.default_lr());
     if a.method == Method::Lora && !(1e-5..=1e-4).contains(&lr) {
         eprintln!("warning: --lr {lr:e} is outside the usual LoRA range 1e-5..1e-4");
@@ -581,7 +582,7 @@ fn trainable_params<'a>(
     }
 }
 
-pub(crate) const STATE_FILE: &str = "trainer_state.safetensors";
+const STATE_FILE: &str = "trainer_state.safetensors";
 
 /// Trainable values + AdamW moments + the step, keyed by parameter name.
 pub(crate) fn write_state(out: &Path, params: &[&mut Param], opt: &AdamW, step: usize) -> Result<()> {
