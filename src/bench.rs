@@ -12,11 +12,18 @@
 //!   classes at l2 = 1e-3 (sklearn `LogisticRegression(C=1)` on 1000 rows); `batch` is ignored.
 //!
 //! Inputs are deterministic (fixed seeds), so ours and tools/bench_torch.py see the same shapes.
+//!
+//! Host memory: where the [`alloc_guard`] allocator is installed (the `cliptune` binary), a
+//! run is limited to a heap budget ([`HostBudget`]); running over it ends the process with
+//! [`alloc_guard::OOM_EXIT_CODE`] after printing the result reached so far, with `error` set.
+//! The budget counts Rust heap bytes only, an approximation of RSS: memory-mapped checkpoints
+//! and GPU memory are not counted.
 use std::path::Path;
 use std::time::Instant;
 
 use crate::adapt::lora::{apply_lora, LoraConfig};
 use crate::adapt::prompt::PromptLearner;
+use crate::alloc_guard;
 use crate::autograd::{Tape, Var};
 use crate::backend::Device;
 use crate::clip::tokenizer::ClipTokenizer;
@@ -52,6 +59,62 @@ pub struct BenchSpec {
     pub batch: usize,
     pub iters: usize,
     pub warmup: usize,
+    pub host_budget: HostBudget,
+}
+
+/// The host heap budget of a run (enforced only where [`alloc_guard`] is installed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HostBudget {
+    /// Linux: the heap live at the start plus `MemAvailable` less 5 %, so the run stops
+    /// with a report before the kernel OOM killer strikes; no budget without /proc/meminfo.
+    Auto,
+    /// At most this many live heap bytes in the whole process.
+    Bytes(u64),
+    /// No budget.
+    Off,
+}
+
+const SIZE_FORMS: &str = "bytes (e.g. 1073741824) or a number with K, M, G or T \
+(powers of 1024; KiB/MiB/GiB/TiB and KB/MB/GB/TB mean the same), e.g. 512M, 2G, 1.5G, 1500MiB; \
+or none for no budget";
+
+impl HostBudget {
+    /// Parse a `--max-memory` value.
+    pub fn parse(s: &str) -> Result<HostBudget> {
+        let bad = |why: &str| Error::invalid(format!("--max-memory '{s}': {why}; expected {SIZE_FORMS}"));
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("none") {
+            return Ok(HostBudget::Off);
+        }
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = (&t[..split], t[split..].trim());
+        let shift = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            "t" | "tb" | "tib" => 40,
+            _ => return Err(bad("not a size")),
+        };
+        let x: f64 = num.parse().map_err(|_| bad("not a size"))?;
+        let bytes = (x * (1u64 << shift) as f64).round();
+        if bytes < 1.0 {
+            return Err(bad("must be more than 0"));
+        }
+        if bytes >= usize::MAX as f64 {
+            return Err(bad("too large"));
+        }
+        Ok(HostBudget::Bytes(bytes as u64))
+    }
+
+    /// The budget in bytes, given the heap live now.
+    pub fn resolve(self, live: usize) -> Option<usize> {
+        match self {
+            HostBudget::Off => None,
+            HostBudget::Bytes(b) => Some(b as usize),
+            HostBudget::Auto => crate::util::mem_available_bytes().map(|a| live.saturating_add((a - a / 20) as usize)),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +136,8 @@ pub struct BenchResult {
     pub peak_device_mib: Option<f64>,
     /// Set when the run stopped early (e.g. out of memory): what failed, and where.
     pub error: Option<String>,
+    /// The host heap budget in force (None: no budget, or the guard is not installed).
+    pub host_budget_mib: Option<f64>,
 }
 
 impl BenchResult {
@@ -98,6 +163,7 @@ impl BenchResult {
             "peak_rss_mib": num(self.peak_rss_mib),
             "peak_device_mib": self.peak_device_mib.map(num).unwrap_or(serde_json::Value::Null),
             "times_s": self.times,
+            "host_budget_mib": self.host_budget_mib.map(num).unwrap_or(serde_json::Value::Null),
         });
         if let Some(e) = &self.error {
             v["error"] = serde_json::json!(e);
@@ -107,8 +173,12 @@ impl BenchResult {
 
     /// One readable line.
     pub fn to_line(&self) -> String {
+        self.line(&format!("{:.0}", self.peak_rss_mib))
+    }
+
+    fn line(&self, peak_rss: &str) -> String {
         let mut s = format!(
-            "{} {} on {} batch {}: median {:.4} s, min {:.4} s over {} iters, {:.1} items/s, peak RSS {:.0} MiB",
+            "{} {} on {} batch {}: median {:.4} s, min {:.4} s over {} iters, {:.1} items/s, peak RSS {} MiB",
             self.workload,
             self.config,
             self.device,
@@ -117,10 +187,14 @@ impl BenchResult {
             self.min_s,
             self.iters,
             self.items_per_s,
-            self.peak_rss_mib
+            peak_rss
         );
         if let Some(d) = self.peak_device_mib {
             s.push_str(&format!(", peak device {d:.0} MiB"));
+        }
+        match self.host_budget_mib {
+            Some(b) => s.push_str(&format!(", host budget {b:.0} MiB")),
+            None => s.push_str(", no host budget"),
         }
         if let Some(e) = &self.error {
             s.push_str(&format!(" (STOPPED: {e})"));
@@ -306,13 +380,83 @@ pub fn validate(spec: &BenchSpec) -> Result<()> {
     Ok(())
 }
 
+/// Iterations completed so far into the stats of a result (all but peak RSS).
+fn summarize(r: &mut BenchResult, device: &Device) {
+    r.iters = r.times.len();
+    r.median_s = median(&r.times);
+    r.min_s = r.times.iter().copied().fold(f64::INFINITY, f64::min);
+    if r.times.is_empty() {
+        r.min_s = f64::NAN;
+    }
+    let items = if r.workload == "linear-probe" { PROBE_N } else { r.batch } as f64;
+    r.items_per_s = items / r.median_s;
+    if let Device::Gpu(g) = device {
+        r.peak_device_mib = Some(g.stats().bytes_peak as f64 / (1u64 << 20) as f64);
+    }
+}
+
+/// Where iteration `i` (warmup first) stands, e.g. "in timed iteration 2 after 1 timed iterations".
+fn iteration_phase(i: usize, warmup: usize, done: usize) -> String {
+    let (phase, k) = if i < warmup {
+        ("warmup", i + 1)
+    } else {
+        ("timed", i - warmup + 1)
+    };
+    format!("in {phase} iteration {k} after {done} timed iterations")
+}
+
+/// Hand the guard the report of a host OOM in `phase`, in the shape of the normal output:
+/// rendered now, because the failure path cannot allocate.
+fn arm_oom_report(reached: &BenchResult, phase: &str, json: bool, device: &Device) {
+    let mut r = reached.clone();
+    summarize(&mut r, device);
+    r.error = Some(format!("out of memory (host) {phase}: {}", alloc_guard::FAILURE));
+    let render = |r: &BenchResult| {
+        let out = if json {
+            let mut v = r.to_json();
+            v["peak_rss_mib"] = serde_json::json!(alloc_guard::PEAK_RSS_MIB);
+            let quoted = format!("\"{}\"", alloc_guard::PEAK_RSS_MIB);
+            v.to_string().replace(&quoted, alloc_guard::PEAK_RSS_MIB)
+        } else {
+            r.line(alloc_guard::PEAK_RSS_MIB)
+        };
+        // The same stderr line as main's for a result with `error` set.
+        let err = format!("error: bench stopped early: {}\n", r.error.as_deref().unwrap_or(""));
+        alloc_guard::set_report(&format!("{out}\n"), &err)
+    };
+    if !render(&r) {
+        // Thousands of iterations: keep the stats, drop the list.
+        r.times.clear();
+        render(&r);
+    }
+}
+
+/// Clears the host budget and report however [`run`] returns.
+struct Disarm;
+impl Drop for Disarm {
+    fn drop(&mut self) {
+        alloc_guard::clear();
+    }
+}
+
 /// Run a benchmark. Bad names and setup failures are errors; a failure during the timed
 /// loop (e.g. out of memory) returns what was reached with `error` set.
-pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
+///
+/// Under the host budget of `spec` (see [`HostBudget`]; only where [`alloc_guard`] is
+/// installed), running out of host memory does not return: the result reached, in the
+/// shape `json` picks (one [`BenchResult::to_json`] object or one [`BenchResult::to_line`]),
+/// goes to stdout with `error` set, one line to stderr, and the process exits with
+/// [`alloc_guard::OOM_EXIT_CODE`].
+pub fn run(spec: &BenchSpec, device: &Device, json: bool) -> Result<BenchResult> {
     validate(spec)?;
     let dev_name = match device {
         Device::Cpu => "cpu".to_string(),
         Device::Gpu(_) => format!("gpu ({})", device.name()),
+    };
+    let budget = if alloc_guard::installed() {
+        spec.host_budget.resolve(alloc_guard::live_bytes())
+    } else {
+        None
     };
     let mut result = BenchResult {
         workload: spec.workload.clone(),
@@ -327,24 +471,24 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         peak_rss_mib: 0.0,
         peak_device_mib: None,
         error: None,
+        host_budget_mib: budget.map(|b| b as f64 / (1u64 << 20) as f64),
     };
+    // Armed without a budget too: the system allocator may still fail.
+    let armed = alloc_guard::installed();
+    let disarm = Disarm;
+    if armed {
+        // Report first: a budget without one would stop with a bare message.
+        arm_oom_report(&result, "during setup (model/inputs)", json, device);
+        alloc_guard::set_budget(budget);
+    }
     let finish = |r: &mut BenchResult| {
-        r.iters = r.times.len();
-        r.median_s = median(&r.times);
-        r.min_s = r.times.iter().copied().fold(f64::INFINITY, f64::min);
-        if r.times.is_empty() {
-            r.min_s = f64::NAN;
-        }
-        let items = if r.workload == "linear-probe" { PROBE_N } else { r.batch } as f64;
-        r.items_per_s = items / r.median_s;
+        summarize(r, device);
         r.peak_rss_mib = crate::util::peak_rss_mib();
-        if let Device::Gpu(g) = device {
-            r.peak_device_mib = Some(g.stats().bytes_peak as f64 / (1u64 << 20) as f64);
-        }
     };
     let mut step = match setup(spec, device) {
         Ok(s) => s,
         Err(e) if is_oom(&e) => {
+            drop(disarm);
             result.error = Some(format!("out of memory during setup (model/inputs): {}", e.msg));
             finish(&mut result);
             return Ok(result);
@@ -352,16 +496,22 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         Err(e) => return Err(e),
     };
     for i in 0..spec.warmup + spec.iters {
+        if armed {
+            arm_oom_report(
+                &result,
+                &iteration_phase(i, spec.warmup, result.times.len()),
+                json,
+                device,
+            );
+        }
         let t0 = Instant::now();
         let r = step().and_then(|_| device.backend().sync());
         let dt = t0.elapsed().as_secs_f64();
         if let Err(e) = r {
-            let phase = if i < spec.warmup { "warmup" } else { "timed" };
             let what = if is_oom(&e) { "out of memory" } else { "failed" };
             result.error = Some(format!(
-                "{what} in {phase} iteration {} after {} timed iterations: {}",
-                i + 1,
-                result.times.len(),
+                "{what} {}: {}",
+                iteration_phase(i, spec.warmup, result.times.len()),
                 e.msg
             ));
             break;
@@ -370,6 +520,7 @@ pub fn run(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
             result.times.push(dt);
         }
     }
+    drop(disarm);
     finish(&mut result);
     Ok(result)
 }

@@ -42,6 +42,7 @@
 //! # }
 //! ```
 pub mod adapt;
+pub mod alloc_guard;
 pub mod autograd;
 pub mod backend;
 pub mod bench;

@@ -224,6 +224,71 @@ fn transformer_block_and_recompute_match() {
     grad_check("block input", &[&[2, 5, 8]], &move |t, xs| frozen.forward(t, &xs[0]));
 }
 
+/// A tower's last block runs only the pooled rows after attention (`forward_rows`): the
+/// result and every gradient must equal those rows of the full block, with and without
+/// recompute, causal (text: EOT rows) and not (vision: CLS rows).
+#[test]
+fn block_forward_rows_equals_the_selected_rows_of_forward() {
+    let d = &Device::Cpu;
+    for causal in [true, false] {
+        let mut block = Block::random("b", 8, 2, 4, Act::QuickGelu, causal, 11, d).unwrap();
+        block.set_trainable(true);
+        let x = Tensor::randn(&[3, 5, 8], 1.0, 3, d).unwrap();
+        let sel = vec![4u32, 5, 13]; // text 0 pos 4, text 1 pos 0, text 2 pos 3
+        let rows = Tensor::from_u32(sel.clone(), &[3], d).unwrap();
+        let w = Tensor::randn(&[3, 8], 1.0, 5, d).unwrap();
+        let run = |b: &Block, only_rows: bool| {
+            let tape = Tape::new();
+            let xv = tape.constant(x.clone());
+            let y = if only_rows {
+                b.forward_rows(&tape, &xv, &rows).unwrap()
+            } else {
+                b.forward(&tape, &xv)
+                    .unwrap()
+                    .reshape(&[15, 8])
+                    .unwrap()
+                    .gather_rows(&rows)
+                    .unwrap()
+            };
+            let loss = y.mul(&tape.constant(w.clone())).unwrap().sum_all().unwrap();
+            let g = tape.backward(&loss).unwrap();
+            let grads: Vec<Vec<f32>> = b
+                .params()
+                .iter()
+                .map(|p| g.get(p.id).unwrap().to_vec().unwrap())
+                .collect();
+            (y.value.to_vec().unwrap(), grads)
+        };
+        let (y_full, g_full) = run(&block, false);
+        let (y_rows, g_rows) = run(&block, true);
+        let mut rb = block.clone();
+        rb.recompute = true;
+        let (y_rec, g_rec) = run(&rb, true);
+        assert_eq!(y_rows, y_rec, "recompute changes forward_rows");
+        assert_eq!(g_rows, g_rec, "recompute changes forward_rows' gradients");
+        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(
+            worst(&y_full, &y_rows) < 1e-5,
+            "causal {causal}: rows differ by {}",
+            worst(&y_full, &y_rows)
+        );
+        for ((p, a), b) in block.params().iter().zip(&g_full).zip(&g_rows) {
+            assert!(
+                worst(a, b) < 1e-5,
+                "causal {causal}: gradient of {} differs by {}",
+                p.name,
+                worst(a, b)
+            );
+        }
+        let mut frozen = block.clone();
+        frozen.set_trainable(false);
+        let rows2 = rows.clone();
+        grad_check("block rows input", &[&[3, 5, 8]], &move |t, xs| {
+            frozen.forward_rows(t, &xs[0], &rows2)
+        });
+    }
+}
+
 #[test]
 fn frozen_params_get_no_gradient_and_record_nothing() {
     let d = &Device::Cpu;

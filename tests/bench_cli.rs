@@ -1,5 +1,7 @@
 //! `cliptune bench` through the binary on the tiny fixture model: every workload prints one
 //! JSON object with positive timings; bad workload/config names exit 1 listing the valid ones.
+//! Host out-of-memory under `--max-memory`: the result reached, with `error` set, and
+//! `OOM_EXIT_CODE`.
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -84,4 +86,156 @@ fn unknown_names_list_the_valid_ones() {
     for c in ["vit-b-32", "vit-b-16", "vit-l-14"] {
         assert!(err.contains(c), "{err}");
     }
+}
+
+/// `cliptune bench --device cpu` plus `args`.
+fn bench_args(args: &[&str]) -> std::process::Output {
+    let mut c = bin();
+    c.args(["bench", "--device", "cpu"]).args(args);
+    c.output().unwrap()
+}
+
+/// The same, `args` split at spaces.
+fn bench_words(args: &str) -> std::process::Output {
+    bench_args(&args.split_whitespace().collect::<Vec<_>>())
+}
+
+fn one_json(o: &std::process::Output) -> serde_json::Value {
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.trim().lines().count(), 1, "one line of JSON, got {out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+const OOM: i32 = cliptune::alloc_guard::OOM_EXIT_CODE;
+
+#[test]
+fn host_oom_in_setup_prints_what_was_reached() {
+    // vit-b-32's random weights alone are ~580 MiB.
+    let o = bench_words("--workload embed-image --config vit-b-32 --iters 1 --warmup 0 --max-memory 64M --json");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(OOM), "{err}");
+    let v = one_json(&o);
+    let e = v["error"].as_str().unwrap_or_else(|| panic!("no error in {v}"));
+    assert!(e.contains("out of memory") && e.contains("setup"), "{e}");
+    assert!(e.contains("host budget of 64.0 MiB"), "{e}");
+    assert_eq!(v["iters"], 0);
+    assert_eq!(v["times_s"], serde_json::json!([]));
+    assert_eq!(v["host_budget_mib"].as_f64(), Some(64.0));
+    if cfg!(target_os = "linux") {
+        assert!(v["peak_rss_mib"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    // The shape of a normal result, `error` added.
+    let ok = one_json(&bench("embed-text", &tiny(), true));
+    let mut want = keys(&ok);
+    want.push("error".into());
+    want.sort();
+    assert_eq!(keys(&v), want);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("out of memory") && err.contains("64.0 MiB"), "{err}");
+
+    // Without --json: one readable line.
+    let o = bench_words("--workload embed-image --config vit-b-32 --max-memory 64M");
+    assert_eq!(o.status.code(), Some(OOM));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    assert!(
+        out.contains("host budget 64 MiB") && out.contains("STOPPED: out of memory (host) during setup"),
+        "{out}"
+    );
+}
+
+#[test]
+fn host_oom_in_an_iteration_names_it() {
+    // Setup holds the weights (~580 MiB) and the batch of 1024 images (588 MiB): ~1170 MiB.
+    // The first op of an iteration allocates another image-batch-sized buffer (-> ~1750 MiB).
+    // 1450 MiB is ~280 MiB clear of both, and the run stops at that first op (seconds).
+    let o = bench_words(
+        "--workload embed-image --config vit-b-32 --batch 1024 --iters 1 --warmup 1 --max-memory 1450M --json",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(OOM), "{err}");
+    let v = one_json(&o);
+    let e = v["error"].as_str().unwrap_or_else(|| panic!("no error in {v}"));
+    assert!(
+        e.contains("out of memory") && e.contains("in warmup iteration 1 after 0 timed iterations"),
+        "{e}"
+    );
+    assert!(!e.contains("setup"), "{e}");
+    assert_eq!(v["batch"], 1024);
+    assert_eq!(v["host_budget_mib"].as_f64(), Some(1450.0));
+    if cfg!(target_os = "linux") {
+        assert!(
+            v["peak_rss_mib"].as_f64().unwrap() > 1000.0,
+            "setup's memory is in the peak: {v}"
+        );
+    }
+    assert!(
+        err.contains("warmup iteration 1") && err.contains("1450.0 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_max_memory_names_the_flag_and_the_forms() {
+    for bad in ["banana", "0", "12Q", "1.2.3G"] {
+        let o = bench_args(&["--workload", "embed-text", "--config", &tiny(), "--max-memory", bad]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("--max-memory '{bad}'")), "{err}");
+        for form in ["512M", "2G", "1500MiB", "none"] {
+            assert!(err.contains(form), "{err}");
+        }
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[test]
+fn max_memory_forms_and_the_default() {
+    let t = tiny();
+    let budget = |extra: &[&str]| {
+        let mut a = vec![
+            "--workload",
+            "embed-text",
+            "--config",
+            &t,
+            "--batch",
+            "2",
+            "--iters",
+            "1",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        let o = bench_args(&a);
+        assert!(o.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let v = one_json(&o);
+        assert!(v.get("error").is_none(), "{v}");
+        v["host_budget_mib"].clone()
+    };
+    assert_eq!(budget(&["--max-memory", "8G"]).as_f64(), Some(8192.0));
+    assert_eq!(budget(&["--max-memory", "1500MiB"]).as_f64(), Some(1500.0));
+    assert_eq!(budget(&["--max-memory", "1073741824"]).as_f64(), Some(1024.0));
+    assert!(budget(&["--max-memory", "none"]).is_null());
+    if std::path::Path::new("/proc/meminfo").exists() {
+        let b = budget(&[]).as_f64().expect("a default budget from MemAvailable");
+        assert!(b > 0.0);
+    }
+    let o = bench_args(&[
+        "--workload",
+        "embed-text",
+        "--config",
+        &tiny(),
+        "--iters",
+        "1",
+        "--max-memory",
+        "8G",
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("host budget 8192 MiB"));
+    let help = String::from_utf8_lossy(&bin().args(["bench", "--help"]).output().unwrap().stdout).to_string();
+    assert!(help.contains(&format!("exits with status {OOM}")), "{help}");
 }

@@ -1,6 +1,6 @@
 //! `cliptune bench`: time one workload (see `cliptune::bench`) and print the result.
 use clap::Args;
-use cliptune::bench::{self, BenchSpec};
+use cliptune::bench::{self, BenchSpec, HostBudget};
 use cliptune::{Device, Error, Result};
 
 #[derive(Args)]
@@ -26,6 +26,13 @@ pub struct BenchCli {
     /// Print one JSON object instead of a line.
     #[arg(long)]
     json: bool,
+    /// Host heap budget: 512M, 2G, 1.5G, 1500MiB, plain bytes (K/M/G/T are powers of
+    /// 1024), or none. Default (Linux): the heap in use at the start plus 95 % of
+    /// MemAvailable. Running over it prints the result reached with "out of memory" in
+    /// `error` and exits with status 3. Counts the Rust heap only, an approximation of RSS:
+    /// memory-mapped checkpoints and GPU memory are not counted.
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 pub fn run(a: BenchCli) -> Result<()> {
@@ -35,11 +42,15 @@ pub fn run(a: BenchCli) -> Result<()> {
         batch: a.batch,
         iters: a.iters,
         warmup: a.warmup,
+        host_budget: match &a.max_memory {
+            Some(s) => HostBudget::parse(s)?,
+            None => HostBudget::Auto,
+        },
     };
     // Names first: no device start-up for a typo.
     bench::validate(&spec)?;
     let dev = Device::select(a.device.parse()?)?;
-    let r = bench::run(&spec, &dev)?;
+    let r = bench::run(&spec, &dev, a.json)?;
     if a.json {
         println!("{}", r.to_json());
     } else {

@@ -155,6 +155,19 @@ fn layernorm(src: &mut dyn WeightSource, name: &str, d: usize, eps: f32) -> Resu
     Ok(LayerNorm::new(g, b, eps))
 }
 
+/// A tower's blocks over x [n, seq, W], returning only the flat rows `rows` [r, W] of the
+/// output: the last block skips the work for rows nothing reads (`Block::forward_rows`).
+fn pooled_rows(tape: &Tape, blocks: &[Block], mut x: Var, rows: &Tensor) -> Result<Var> {
+    let Some((last, rest)) = blocks.split_last() else {
+        let (n, t, w) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        return x.reshape(&[n * t, w])?.gather_rows(rows);
+    };
+    for b in rest {
+        x = b.forward(tape, &x)?;
+    }
+    last.forward_rows(tape, &x, rows)
+}
+
 fn blocks(src: &mut dyn WeightSource, prefix: &str, t: &TowerConfig, causal: bool) -> Result<Vec<Block>> {
     let w = t.width;
     (0..t.layers)
@@ -301,11 +314,11 @@ impl Clip {
             .constant(Tensor::zeros(&[n, 1, w], pixels.value.device())?)
             .add(&tape.param(&v.class_embedding))?;
         let x = cls.concat1(&x)?.add(&tape.param(&v.position_embedding))?;
-        let mut x = v.pre_ln.forward(tape, &x)?;
-        for b in &v.blocks {
-            x = b.forward(tape, &x)?;
-        }
-        let cls = x.narrow1(0, 1)?.reshape(&[n, w])?;
+        let x = v.pre_ln.forward(tape, &x)?;
+        let t = x.shape()[1];
+        // Only CLS is pooled: the last block runs its MLP on that row alone.
+        let rows = Tensor::from_u32((0..n).map(|i| (i * t) as u32).collect(), &[n], pixels.value.device())?;
+        let cls = pooled_rows(tape, &v.blocks, x, &rows)?;
         let cls = v.post_ln.forward(tape, &cls)?;
         v.projection.forward(tape, &cls, Act::None)
     }
@@ -349,14 +362,13 @@ impl Clip {
                 format!("EOT positions {eot:?} do not fit {n} texts of {len} tokens"),
             ));
         }
-        let mut x = x.clone();
-        for b in &self.text.blocks {
-            x = b.forward(tape, &x)?;
-        }
-        let x = self.text.final_ln.forward(tape, &x)?;
+        // Only each text's EOT is pooled: the last block's MLP runs on those rows alone
+        // (final_ln is per row, so it commutes with the selection).
         let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &e)| (i * len + e) as u32).collect();
         let rows = Tensor::from_u32(rows, &[n], self.device())?;
-        let pooled = x.reshape(&[n * len, w])?.gather_rows(&rows)?;
+        let pooled = pooled_rows(tape, &self.text.blocks, x.clone(), &rows)?;
+        let pooled = self.text.final_ln.forward(tape, &pooled)?;
+        debug_assert_eq!(pooled.shape(), &[n, w]);
         self.text.projection.forward(tape, &pooled, Act::None)
     }
 

@@ -5,6 +5,7 @@ use super::{Linear, Module};
 use crate::autograd::{Param, Tape, Var};
 use crate::backend::{Act, Device};
 use crate::error::Result;
+use crate::tensor::Tensor;
 
 #[derive(Clone)]
 pub struct MultiHeadAttention {
@@ -33,6 +34,20 @@ impl MultiHeadAttention {
         let k = self.k.forward(tape, x, Act::None)?;
         let v = self.v.forward(tape, x, Act::None)?;
         let o = Var::attention(&q, &k, &v, self.heads, self.causal)?;
+        self.out.forward(tape, &o, Act::None)
+    }
+
+    /// The attention output only at flat rows `rows` (indices into [batch * seq]) of
+    /// x [batch, seq, d]: [rows, d]. Every position still gives its keys and values; the
+    /// output projection runs on the selected rows only (a tower's last block, whose
+    /// other rows nothing reads).
+    pub fn forward_rows(&self, tape: &Tape, x: &Var, rows: &Tensor) -> Result<Var> {
+        let (b, t, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let q = self.q.forward(tape, x, Act::None)?;
+        let k = self.k.forward(tape, x, Act::None)?;
+        let v = self.v.forward(tape, x, Act::None)?;
+        let o = Var::attention(&q, &k, &v, self.heads, self.causal)?;
+        let o = o.reshape(&[b * t, d])?.gather_rows(rows)?;
         self.out.forward(tape, &o, Act::None)
     }
 }
