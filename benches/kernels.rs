@@ -41,10 +41,12 @@ fn matmul(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
     // (name, batch, m, n, k, trans_b): ViT-B/32 qkv/out at batch 32 (1600 tokens),
-    // MLP fc1 of the text tower (32 x 77 tokens), and a batched per-sample GEMM.
+    // MLP fc1 of the text tower (32 x 77 tokens), ViT-B/32's MLP fc1/fc2, and a batched per-sample GEMM.
     let shapes = [
         ("linear_1600x768x768", 1, 1600, 768, 768, true),
         ("fc1_2464x2048x512", 1, 2464, 2048, 512, true),
+        ("vit_fc1_1600x3072x768", 1, 1600, 3072, 768, true),
+        ("vit_fc2_1600x768x3072", 1, 1600, 768, 3072, true),
         ("batched_32x50x3072x768", 32, 50, 3072, 768, false),
     ];
     for (name, dev) in devices() {
