@@ -61,8 +61,8 @@ with torch.no_grad():
             f = (lambda a=a, w=w: torch.bmm(a, w.transpose(1, 2))) if tb else (lambda a=a, w=w: torch.bmm(a, w))
         bench(f"matmul/{name}", f, 2 * b * m * n * k, "GFLOP/s")
 
-    for seq, causal in [(50, False), (77, True)]:
-        b, h, dh = 32, 12, 64
+    for seq, causal, h, b in [(50, False, 12, 32), (77, True, 12, 32), (257, False, 16, 8)]:
+        dh = 64
         q, k_, v = (torch.randn(b, h, seq, dh) for _ in range(3))
         bench(f"attention/fwd_b{b}_h{h}_t{seq}{'_causal' if causal else ''}",
               lambda: F.scaled_dot_product_attention(q, k_, v, is_causal=causal), 4 * b * h * seq * seq * dh, "GFLOP/s")

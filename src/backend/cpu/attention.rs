@@ -2,7 +2,7 @@
 //!
 //! One rayon task per (batch, head): the seq x seq score block is small (77 x 77 for
 //! CLIP text, 257 x 257 for ViT-L/14) and lives in a per-thread scratch buffer. The
-//! GEMMs are single-threaded `matrixmultiply::sgemm` calls reading q/k/v in place
+//! GEMMs are single-threaded `gemm` crate calls (Parallelism::None) reading q/k/v in place
 //! through strides, so no head transposes are materialised on the way in. Results are
 //! written head-major ([batch, heads, seq, head_dim], contiguous per task) and then
 //! interleaved back to the token-major layout in one parallel pass.
@@ -88,22 +88,29 @@ fn gemm(
         ));
     }
     // SAFETY: every index the GEMM touches is checked above to lie inside its slice.
+    // `gemm` computes dst = alpha * dst + beta * lhs @ rhs (its alpha/beta are the other
+    // way round from BLAS) and reads dst only when asked.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
+            k,
             c.as_mut_ptr(),
-            rsc as isize,
             1,
+            rsc as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            csa as isize,
+            rsa as isize,
+            b.as_ptr(),
+            csb as isize,
+            rsb as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
     Ok(())
