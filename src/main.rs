@@ -7,6 +7,13 @@ mod cli;
 static ALLOC: cliptune::alloc_guard::GuardedAlloc = cliptune::alloc_guard::GuardedAlloc;
 
 fn main() {
+    // On a headless machine Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select probes
+    // for a Wayland display and prints "error: XDG_RUNTIME_DIR is invalid..." twice, which
+    // reads like our own error. We choose adapters ourselves, so switch the layer off there
+    // (its manifest's own off switch). First thing in main: no other thread exists yet.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     if let Err(e) = cli::run() {
         eprintln!("error: {e}");
         std::process::exit(1);
