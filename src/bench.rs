@@ -60,6 +60,8 @@ pub struct BenchSpec {
     pub iters: usize,
     pub warmup: usize,
     pub host_budget: HostBudget,
+    /// Progress on stderr: the setup's time, then each iteration's time and an ETA.
+    pub progress: bool,
 }
 
 /// The host heap budget of a run (enforced only where [`alloc_guard`] is installed).
@@ -485,6 +487,13 @@ pub fn run(spec: &BenchSpec, device: &Device, json: bool) -> Result<BenchResult>
         summarize(r, device);
         r.peak_rss_mib = crate::util::peak_rss_mib();
     };
+    let t_setup = Instant::now();
+    if spec.progress {
+        eprintln!(
+            "[bench] {} on {} batch {}: setting up (model, inputs)...",
+            spec.workload, spec.config, spec.batch
+        );
+    }
     let mut step = match setup(spec, device) {
         Ok(s) => s,
         Err(e) if is_oom(&e) => {
@@ -495,7 +504,12 @@ pub fn run(spec: &BenchSpec, device: &Device, json: bool) -> Result<BenchResult>
         }
         Err(e) => return Err(e),
     };
-    for i in 0..spec.warmup + spec.iters {
+    if spec.progress {
+        eprintln!("[bench] setup took {:.1} s", t_setup.elapsed().as_secs_f64());
+    }
+    let total = spec.warmup + spec.iters;
+    let t_loop = Instant::now();
+    for i in 0..total {
         if armed {
             arm_oom_report(
                 &result,
@@ -518,6 +532,15 @@ pub fn run(spec: &BenchSpec, device: &Device, json: bool) -> Result<BenchResult>
         }
         if i >= spec.warmup {
             result.times.push(dt);
+        }
+        if spec.progress {
+            let (phase, k, of) = if i < spec.warmup {
+                ("warmup", i + 1, spec.warmup)
+            } else {
+                ("iter", i + 1 - spec.warmup, spec.iters)
+            };
+            let eta = t_loop.elapsed().as_secs_f64() / (i + 1) as f64 * (total - i - 1) as f64;
+            eprintln!("[bench] {phase} {k}/{of}: {dt:.3} s  ETA {eta:.0} s");
         }
     }
     drop(disarm);

@@ -58,6 +58,10 @@ fn every_workload_prints_one_json_object() {
             assert!(x > 0.0 && x.is_finite(), "{w}: {k} = {x}");
         }
         assert!(v["peak_device_mib"].is_null(), "{w}: no device memory on CPU");
+        // Progress on stderr (never on stdout, which holds only the JSON).
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("[bench] setup took"), "{w}: no setup progress in {err}");
+        assert!(err.contains("[bench] iter 1/1:"), "{w}: no iteration progress in {err}");
         assert!(v.get("error").is_none(), "{w}: {v}");
     }
 }
@@ -134,7 +138,8 @@ fn host_oom_in_setup_prints_what_was_reached() {
     want.push("error".into());
     want.sort();
     assert_eq!(keys(&v), want);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // One error line (progress lines aside).
+    assert_eq!(err.lines().filter(|l| !l.starts_with("[bench]")).count(), 1, "{err}");
     assert!(err.contains("out of memory") && err.contains("64.0 MiB"), "{err}");
 
     // Without --json: one readable line.
@@ -185,7 +190,8 @@ fn bad_max_memory_names_the_flag_and_the_forms() {
         let o = bench_args(&["--workload", "embed-text", "--config", &tiny(), "--max-memory", bad]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{bad}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        // One error line (progress lines aside).
+        assert_eq!(err.lines().filter(|l| !l.starts_with("[bench]")).count(), 1, "{err}");
         assert!(err.contains(&format!("--max-memory '{bad}'")), "{err}");
         for form in ["512M", "2G", "1500MiB", "none"] {
             assert!(err.contains(form), "{err}");
@@ -238,4 +244,29 @@ fn max_memory_forms_and_the_default() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("host budget 8192 MiB"));
     let help = String::from_utf8_lossy(&bin().args(["bench", "--help"]).output().unwrap().stdout).to_string();
     assert!(help.contains(&format!("exits with status {OOM}")), "{help}");
+}
+
+#[test]
+fn quiet_drops_the_progress_lines() {
+    let o = bin()
+        .args([
+            "bench",
+            "--workload",
+            "linear-probe",
+            "--config",
+            &tiny(),
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("[bench]"), "--quiet still printed progress: {err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("linear-probe"));
 }

@@ -33,6 +33,9 @@ pub struct BenchCli {
     /// memory-mapped checkpoints and GPU memory are not counted.
     #[arg(long, value_name = "SIZE")]
     max_memory: Option<String>,
+    /// No progress lines on stderr (setup time, each iteration's time and the ETA).
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run(a: BenchCli) -> Result<()> {
@@ -46,6 +49,7 @@ pub fn run(a: BenchCli) -> Result<()> {
             Some(s) => HostBudget::parse(s)?,
             None => HostBudget::Auto,
         },
+        progress: !a.quiet,
     };
     // Names first: no device start-up for a typo.
     bench::validate(&spec)?;
