@@ -248,23 +248,17 @@ fn max_memory_forms_and_the_default() {
 
 #[test]
 fn quiet_drops_the_progress_lines() {
-    let o = bin()
-        .args([
-            "bench",
-            "--workload",
-            "linear-probe",
-            "--config",
-            &tiny(),
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-            "--device",
-            "cpu",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let o = bench_args(&[
+        "--workload",
+        "linear-probe",
+        "--config",
+        &tiny(),
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--quiet",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("[bench]"), "--quiet still printed progress: {err}");
