@@ -147,8 +147,7 @@ impl PromptLearner {
         let dev = model.device();
         let c = self.classes.len();
         let n = self.n_ctx;
-        let w = self.width();
-        let s = self.suffix_ids.iter().map(Vec::len).max().unwrap_or(0);
+        let s = self.suffix_len();
         let len = 1 + n + s;
         let table = tape.param(&model.text.token_embedding);
         let prefix = table.gather_rows(&Tensor::from_u32(vec![self.bos_id; c], &[c, 1], dev)?)?;
@@ -161,15 +160,17 @@ impl PromptLearner {
             let ids: Vec<u32> = (0..c).flat_map(|_| 0..n as u32).collect();
             ctx.gather_rows(&Tensor::from_u32(ids, &[c, n], dev)?)?
         };
-        let x = prefix.concat1(&ctx)?.concat1(&suffix)?;
-        let pos = tape
-            .param(&model.text.position_embedding)
-            .reshape(&[1, model.config.text.context, w])?
-            .narrow1(0, len)?
-            .reshape(&[len, w])?;
-        let x = x.add(&pos)?;
+        let x = prefix
+            .concat1(&ctx)?
+            .concat1(&suffix)?
+            .add(&positions(model, tape, 0, len)?)?;
         let eot = self.suffix_ids.iter().map(|ids| 1 + n + ids.len() - 1).collect();
         Ok((x, eot))
+    }
+
+    /// The longest class suffix (class tokens, ".", EOT).
+    fn suffix_len(&self) -> usize {
+        self.suffix_ids.iter().map(Vec::len).max().unwrap_or(0)
     }
 
     /// Each class's suffix ids (class tokens, ".", EOT) padded to `s`: [classes * s].
@@ -199,19 +200,15 @@ impl PromptLearner {
         let dev = model.device();
         let c = self.classes.len();
         let n = self.n_ctx;
-        let w = self.width();
-        let s = self.suffix_ids.iter().map(Vec::len).max().unwrap_or(0);
+        let s = self.suffix_len();
         let p = 1 + n;
         let table = tape.param(&model.text.token_embedding);
         let bos = table.gather_rows(&Tensor::from_u32(vec![self.bos_id], &[1, 1], dev)?)?;
-        let ctx = tape.param(&self.ctx).reshape(&[1, n, w])?;
-        let pos = tape
-            .param(&model.text.position_embedding)
-            .reshape(&[1, model.config.text.context, w])?;
-        let xp = bos.concat1(&ctx)?.add(&pos.narrow1(0, p)?.reshape(&[p, w])?)?;
+        let ctx = tape.param(&self.ctx).reshape(&[1, n, self.width()])?;
+        let xp = bos.concat1(&ctx)?.add(&positions(model, tape, 0, p)?)?;
         let xs = table
             .gather_rows(&Tensor::from_u32(self.padded_suffixes(s), &[c, s], dev)?)?
-            .add(&pos.narrow1(p, s)?.reshape(&[s, w])?)?;
+            .add(&positions(model, tape, p, s)?)?;
         let eot: Vec<usize> = self.suffix_ids.iter().map(|ids| ids.len() - 1).collect();
         model.text_features_shared_prefix(tape, &xp, &xs, &eot)?.l2norm()
     }
@@ -546,4 +543,13 @@ impl AdapterFile {
             .cloned()
             .ok_or_else(|| Error::io(&self.path, format!("tensor '{name}' is missing")))
     }
+}
+
+/// Position embeddings `start..start + len` of the text tower: [len, W].
+fn positions(model: &Clip, tape: &Tape, start: usize, len: usize) -> Result<Var> {
+    let (ctx, w) = (model.config.text.context, model.config.text.tower.width);
+    tape.param(&model.text.position_embedding)
+        .reshape(&[1, ctx, w])?
+        .narrow1(start, len)?
+        .reshape(&[len, w])
 }
