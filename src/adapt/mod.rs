@@ -6,3 +6,4 @@ pub mod bundle;
 pub mod lora;
 pub mod prompt;
 pub mod textual_inversion;
+pub mod trainable;

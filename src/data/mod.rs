@@ -7,6 +7,9 @@
 //!   the folder names or a classes file.
 //! - [`fashion_mnist`]: Fashion-MNIST from the Debian package `dataset-fashion-mnist`.
 //! - [`sprite_sheet`]: a labelled/captioned image set as one PNG of tiles + a JSON file.
+//! - [`labeled`]: any labelled image set by its spec (class folders, sprite sheet,
+//!   `fashion-mnist:...`), its pixels and embeddings.
+//! - [`training`]: what a training run reads: labelled images or captions, preprocessed.
 //! - [`report`]: the report printed before training (counts, duplicate images, bare-label
 //!   captions, class imbalance).
 //!
@@ -15,8 +18,10 @@
 pub mod captions;
 pub mod class_folders;
 pub mod fashion_mnist;
+pub mod labeled;
 pub mod report;
 pub mod sprite_sheet;
+pub mod training;
 
 pub use captions::{load_captions, CaptionFormat, CaptionRecord};
 pub use class_folders::{folder_to_class_name, load_class_folders, LabeledImages};

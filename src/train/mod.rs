@@ -1,8 +1,20 @@
-//! Training: AdamW, the fine-tuning loop (`run`) and pretraining from scratch (`pretrain`).
+//! Training: AdamW, the fine-tuning entry point (`run`) composed of the data
+//! (`crate::data::training`), each method's parameters (`crate::adapt::trainable`), the
+//! objectives (`objectives`) and the loop (`train_loop`); pretraining from scratch
+//! (`pretrain`).
 mod adamw;
+mod args;
+mod linear_probe;
+mod method;
+pub mod objectives;
+mod output;
 pub mod pretrain;
+mod progress;
+mod retention_guard;
 pub mod run;
-
+pub mod schedule;
+mod state;
+mod train_loop;
 pub use adamw::AdamW;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,108 @@
+//! What a run writes into `--out`: the method's files and the adapter manifest.
+use std::path::Path;
+
+use super::args::TrainArgs;
+use super::method::Method;
+use super::state::STATE_FILE;
+use crate::adapt::lora::{export_peft_with_base, save_hf_checkpoint};
+use crate::adapt::prompt::model_fingerprint;
+use crate::adapt::trainable::Adaptation;
+use crate::clip::tokenizer::ClipTokenizer;
+use crate::clip::Clip;
+use crate::error::{Error, Result};
+use crate::nn::Module;
+use crate::tensor::io::write_atomic;
+
+/// The output directory may be new, empty, or one this tool wrote before (it holds
+/// `marker`): never a directory holding someone else's files. `not_ours` finishes the
+/// refusal ("is not a cliptune adapter").
+pub(crate) fn prepare_out(out: &Path, resume: bool, marker: &str, not_ours: &str) -> Result<()> {
+    if resume && !out.join(STATE_FILE).exists() {
+        return Err(Error::invalid(format!(
+            "--resume: {} holds no {STATE_FILE} to resume from",
+            out.display()
+        )));
+    }
+    if out.exists() {
+        let non_empty = std::fs::read_dir(out)
+            .map_err(|e| Error::io(out.display(), e))?
+            .next()
+            .is_some();
+        if non_empty && !out.join(marker).exists() {
+            return Err(Error::invalid(format!(
+                "{}: exists, is not empty and {not_ours}; choose another --out",
+                out.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))
+}
+
+/// The adapter manifest (one writer: `adapt::bundle`); a full fine-tune is a model
+/// directory, marked with the same file so a rerun may write into it again.
+pub(crate) fn write_manifest(a: &TrainArgs, model: &Clip, extra: serde_json::Value) -> Result<()> {
+    use crate::adapt::bundle;
+    let method = match a.method {
+        Method::Lora => Some(bundle::Method::Lora),
+        Method::Prompt => Some(bundle::Method::Prompt),
+        Method::TextualInversion => Some(bundle::Method::TextualInversion),
+        Method::LinearProbe => Some(bundle::Method::LinearProbe),
+        Method::Full => None,
+    };
+    if let Some(method) = method {
+        return bundle::write_manifest(&a.out, method, &a.model_dir.display().to_string(), model, extra).map(|_| ());
+    }
+    let mut m = serde_json::json!({
+        "method": a.method.name(),
+        "base_model": a.model_dir.display().to_string(),
+        "fingerprint": model_fingerprint(model)?,
+        "created": format!("{:?}", std::time::SystemTime::now()),
+        "cliptune_version": env!("CARGO_PKG_VERSION"),
+    });
+    if let (Some(o), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    write_atomic(
+        &a.out.join("cliptune_adapter.json"),
+        serde_json::to_string_pretty(&m).unwrap_or_default().as_bytes(),
+    )
+}
+
+/// Write the method's files (`last`: the end of the run; full fine-tuning writes its
+/// WiSE-FT model only then) and the manifest.
+pub(crate) fn save(
+    a: &TrainArgs,
+    model: &Clip,
+    base: &Clip,
+    tok: &ClipTokenizer,
+    adaptation: &Adaptation,
+    last: bool,
+) -> Result<()> {
+    match adaptation {
+        Adaptation::Prompt(p) => p.save(&a.out.join("prompt.safetensors"))?,
+        Adaptation::TextualInversion(ti) => {
+            ti.save(&a.out.join("textual_inversion.safetensors"))?;
+            tok.save(&a.out.join("tokenizer.json"))?;
+        }
+        Adaptation::Lora => export_peft_with_base(model, &a.lora, &a.out, Some(&a.model_dir.display().to_string()))?,
+        Adaptation::Full => {
+            if last {
+                // WiSE-FT: theta = (1 - alpha) * theta_0 + alpha * theta_ft.
+                let mut merged = model.clone();
+                let al = a.wise_alpha;
+                for (p, p0) in merged.params_mut().into_iter().zip(base.params()) {
+                    p.value = p
+                        .value
+                        .cast(crate::DType::F32)?
+                        .scale(al)?
+                        .add(&p0.value.cast(crate::DType::F32)?.scale(1.0 - al)?)?;
+                    p.trainable = false;
+                }
+                save_hf_checkpoint(&merged, &a.model_dir, &a.out)?;
+            }
+        }
+    }
+    write_manifest(a, base, serde_json::json!({"final": last, "wise_alpha": a.wise_alpha}))
+}
