@@ -1,7 +1,5 @@
 //! The `cliptune` binary: argument parsing and progress output only; the work is in
 //! the library.
-mod cli;
-
 // Counts the heap so `cliptune bench` can stop with a report under a host memory budget.
 #[global_allocator]
 static ALLOC: cliptune::alloc_guard::GuardedAlloc = cliptune::alloc_guard::GuardedAlloc;
@@ -16,7 +14,7 @@ fn main() {
     if unset("XDG_RUNTIME_DIR") && unset("NODEVICE_SELECT") && unset("MESA_VK_DEVICE_SELECT") {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
-    if let Err(e) = cli::run() {
+    if let Err(e) = cliptune::cli::run() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -4,10 +4,13 @@ mod clip_cmds;
 mod demo_cmd;
 mod devices;
 mod eval_cmd;
+mod library;
 mod merge_cmd;
 mod pretrain_cmd;
 mod report_cmd;
 mod train_cmd;
+
+pub use library::{eval, merge, train};
 
 use std::path::PathBuf;
 
@@ -185,34 +188,9 @@ pub fn run() -> Result<()> {
             let dev = cliptune::Device::select(device.parse()?)?;
             cliptune::selfcheck::run(&dev)
         }
-        Command::Eval {
-            model,
-            zero_shot,
-            retrieval,
-            linear_probe,
-            classes_file,
-            templates,
-            json,
-            out,
-            adapters,
-            device,
-        } => {
-            let dev = cliptune::Device::select(device.parse()?)?;
-            let args = eval_cmd::EvalArgs {
-                model,
-                zero_shot,
-                retrieval,
-                linear_probe,
-                classes_file,
-                templates,
-                json,
-                out,
-                adapters,
-            };
-            eval_cmd::run(args, &dev).map(|_| ())
-        }
+        eval @ Command::Eval { .. } => run_eval(eval).map(|_| ()),
         Command::Demo(d) => demo_cmd::run(d),
-        Command::Train(t) => train_cmd::run(t),
+        Command::Train(t) => train_cmd::run(t).map(|_| ()),
         Command::Pretrain(p) => pretrain_cmd::run(p),
         Command::Bench(b) => bench_cmd::run(b),
         Command::Report {
@@ -255,15 +233,7 @@ pub fn run() -> Result<()> {
                 &adapters,
             )
         }
-        Command::Merge {
-            model,
-            adapters,
-            out,
-            device,
-        } => {
-            let dev = cliptune::Device::select(device.parse()?)?;
-            merge_cmd::run(&model, &adapters, &out, &dev)
-        }
+        merge @ Command::Merge { .. } => run_merge(merge),
         Command::ZeroShot {
             model,
             classes,
@@ -291,4 +261,51 @@ pub fn run() -> Result<()> {
             )
         }
     }
+}
+
+/// `eval` (the binary's and [`eval`]'s): the report it printed, for library callers.
+fn run_eval(c: Command) -> Result<cliptune::eval::suite::EvalReport> {
+    let Command::Eval {
+        model,
+        zero_shot,
+        retrieval,
+        linear_probe,
+        classes_file,
+        templates,
+        json,
+        out,
+        adapters,
+        device,
+    } = c
+    else {
+        unreachable!("run_eval takes the eval command")
+    };
+    let dev = cliptune::Device::select(device.parse()?)?;
+    let args = eval_cmd::EvalArgs {
+        model,
+        zero_shot,
+        retrieval,
+        linear_probe,
+        classes_file,
+        templates,
+        json,
+        out,
+        adapters,
+    };
+    eval_cmd::run(args, &dev)
+}
+
+/// `merge` (the binary's and [`merge`]'s).
+fn run_merge(c: Command) -> Result<()> {
+    let Command::Merge {
+        model,
+        adapters,
+        out,
+        device,
+    } = c
+    else {
+        unreachable!("run_merge takes the merge command")
+    };
+    let dev = cliptune::Device::select(device.parse()?)?;
+    merge_cmd::run(&model, &adapters, &out, &dev)
 }

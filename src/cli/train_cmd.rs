@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cliptune::adapt::lora::LoraConfig;
-use cliptune::train::run::{train, TrainArgs};
+use cliptune::train::run::{train, TrainArgs, TrainSummary};
 use cliptune::{Device, Result};
 
 #[derive(Args)]
@@ -94,7 +94,7 @@ pub struct TrainCli {
     device: String,
 }
 
-pub fn run(c: TrainCli) -> Result<()> {
+pub fn run(c: TrainCli) -> Result<TrainSummary> {
     let lora = LoraConfig::parse(
         c.rank,
         c.alpha,
@@ -152,5 +152,5 @@ pub fn run(c: TrainCli) -> Result<()> {
         s.trainable,
         s.out.display()
     );
-    Ok(())
+    Ok(s)
 }

@@ -99,7 +99,8 @@ pub(crate) fn run_loop(
             if seen <= start {
                 continue;
             }
-            if step >= total || a.stop_after.is_some_and(|s| step >= s) {
+            // A library caller's cancellation (Python's Ctrl-C) ends like --stop-after.
+            if step >= total || a.stop_after.is_some_and(|s| step >= s) || crate::cancel::requested() {
                 break 'outer;
             }
             opt.lr = lr_at(r.lr, step, warmup, total);
