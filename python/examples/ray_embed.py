@@ -83,8 +83,11 @@ class ZeroShotLabeller(Embedder):
 
 
 def build(images: str, model: str, *, classes: Optional[Sequence[str]] = None, templates: str = "openai",
-          workers: int = 2, batch: int = 32, device: str = "cpu"):
-    """The Ray Dataset of embedding (or label) rows; nothing runs until it is consumed."""
+          workers: int = 2, batch: int = 32, device: str = "cpu", cpus_per_worker: float = 1.0):
+    """The Ray Dataset of embedding (or label) rows; nothing runs until it is consumed.
+
+    Each of the ``workers`` actors reserves ``cpus_per_worker`` CPUs; leave some for the
+    image-reading tasks (on a 2-CPU machine: 0.5 each), or the read waits forever."""
     import ray
 
     if __name__ != "__main__":
@@ -99,7 +102,7 @@ def build(images: str, model: str, *, classes: Optional[Sequence[str]] = None, t
     else:
         fn, kwargs = Embedder, dict(model=model, device=device)
     return ds.map_batches(fn, fn_constructor_kwargs=kwargs, batch_size=batch, batch_format="numpy",
-                          compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+                          compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -112,6 +115,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--workers", type=int, default=2, help="actors, each with its own model")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu", help="auto, cpu or gpu (per actor)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0,
+                   help="CPUs each actor reserves (leave some for reading the images)")
     p.add_argument("--address", default=None, help="a running Ray cluster (e.g. auto); default: start a local one")
     a = p.parse_args(argv)
     if os.path.exists(a.out) and os.listdir(a.out):
@@ -121,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ray.init(address=a.address)
     classes = [c.strip() for c in a.classes.split(",") if c.strip()] if a.classes else None
     ds = build(a.images, a.model, classes=classes, templates=a.templates, workers=a.workers, batch=a.batch,
-               device=a.device)
+               device=a.device, cpus_per_worker=a.cpus_per_worker)
     ds.write_parquet(a.out)
     print(f"wrote {a.out}")
 

@@ -25,7 +25,7 @@ NAMES = ["rgb_37x53.png", "grey_30x30.png", "la_33x27.png", "palette_45x31.png",
 
 @pytest.fixture(scope="module")
 def cluster():
-    # Two CPUs: the actor pool's two workers (one CPU each) run side by side.
+    # Two CPUs: the actor pool's two workers (half a CPU each) beside the image reading.
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
@@ -41,7 +41,7 @@ def _collection(tmp_path):
 
 def test_ray_embeddings_equal_cli(cluster, tmp_path):
     photos = _collection(tmp_path)
-    rows = ray_embed.build(str(photos), str(TINY_HF), workers=2, batch=3).take_all()
+    rows = ray_embed.build(str(photos), str(TINY_HF), workers=2, batch=3, cpus_per_worker=0.5).take_all()
     assert len(rows) == len(NAMES)
     out = tmp_path / "ref.safetensors"
     files = sorted(photos.iterdir())
@@ -66,7 +66,7 @@ def test_ray_zero_shot_labels_equal_cli(cluster, tmp_path):
     photos = _collection(tmp_path)
     classes = ["a gradient", "a grey square", "a palette"]
     rows = ray_embed.build(str(photos), str(TINY_HF), classes=classes, templates="simple", workers=2,
-                           batch=4).take_all()
+                           batch=4, cpus_per_worker=0.5).take_all()
     files = sorted(photos.iterdir())
     out, _ = cli("zero-shot", "--device", "cpu", "--model", TINY_HF, "--classes", ",".join(classes),
                  "--templates", "simple", "--top-k", "1", "--json", *files)
@@ -82,7 +82,7 @@ def test_failing_batch_is_named(cluster, tmp_path):
     items = [{"path": f"img{i}.png", "image": np.zeros((4, 4, 3), np.float32)} for i in range(4)]
     ds = ray.data.from_items(items).map_batches(
         ray_embed.Embedder, fn_constructor_kwargs={"model": str(TINY_HF)}, batch_size=2,
-        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1)
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.5)
     with pytest.raises(Exception) as e:
         ds.take_all()
     msg = str(e.value)
