@@ -144,7 +144,9 @@ class Clip:
         ``images``: a path, PIL image or uint8 ``HxWx3`` (``HxWx4`` RGBA, ``HxW`` grey)
         array, a sequence of those, a uint8 ``NxHxWx3`` array, or an already preprocessed
         float32 ``pixel_values`` array ``[n, 3, h, w]``. Files and arrays are preprocessed
-        exactly as ``cliptune embed`` does (HF ``CLIPImageProcessor``).
+        exactly as ``cliptune embed`` does (HF ``CLIPImageProcessor``), and with the same
+        ``batch`` as ``cliptune embed --batch`` (64 in both) the rows are its rows bit for
+        bit (another batch size can change the last bits).
         """
         return self._native._encode_image(_images_arg(images), batch)
 
