@@ -128,15 +128,19 @@ pub mod bench;
 pub mod cancel;
 pub mod cli;
 pub mod clip;
+pub mod contain_panic;
 pub mod data;
 pub mod demo;
 pub mod error;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod nn;
 pub mod report;
 pub mod selfcheck;
 pub mod tensor;
 pub mod train;
+pub mod user_file;
 pub mod util;
 
 pub use backend::{Device, DeviceChoice};

@@ -36,6 +36,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::user_file::{open_regular, IMAGE_MAX_BYTES};
 
 /// OpenAI CLIP's normalisation (transformers' `OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`).
 pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
@@ -264,27 +265,68 @@ fn from_open_clip_json(v: &Value, image_size: usize) -> std::result::Result<Prep
 
 /// Reads a PNG or JPEG. A missing, empty, truncated or undecodable file is an error naming the
 /// file and the reason. Like PIL (without `LOAD_TRUNCATED_IMAGES`), a JPEG whose data ends
-/// before its end-of-image marker is an error, not an image with a grey bottom.
+/// before its end-of-image marker is an error, not an image with a grey bottom. Only regular
+/// files are read (a FIFO or `/dev/zero` fails at once), the format is sniffed from the first
+/// bytes before the rest is read, and files above [`IMAGE_MAX_BYTES`] are refused.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
+    let bytes = read_image_bytes(path)?;
+    decode_image(path, bytes)
+}
+
+/// The bytes of an image file, sniffed as PNG or JPEG from its first bytes before the rest
+/// is read.
+fn read_image_bytes(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
     let shown = path.display().to_string();
-    let shown = shown.as_str();
-    if path.is_dir() {
-        return Err(Error::io(shown, "cannot read image: is a directory"));
+    let mut f = open_regular(path, "image")?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > IMAGE_MAX_BYTES {
+        return Err(Error::limit(format!(
+            "{shown}: cannot read image: {len} bytes is above the {} MiB limit for one image",
+            IMAGE_MAX_BYTES >> 20
+        )));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(shown, format!("cannot read image: {e}")))?;
-    if bytes.is_empty() {
+    let mut head = Vec::with_capacity(16);
+    (&mut f)
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(&shown, format!("cannot read image: {e}")))?;
+    sniff_format(path, &head)?;
+    let mut bytes = head;
+    f.take(IMAGE_MAX_BYTES + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(&shown, format!("cannot read image: {e}")))?;
+    if bytes.len() as u64 > IMAGE_MAX_BYTES {
+        return Err(Error::limit(format!(
+            "{shown}: cannot read image: above the {} MiB limit for one image",
+            IMAGE_MAX_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+/// PNG or JPEG from the first bytes; anything else is an error naming the file.
+fn sniff_format(path: &Path, head: &[u8]) -> Result<image::ImageFormat> {
+    let shown = path.display().to_string();
+    if head.is_empty() {
         return Err(Error::io(shown, "cannot read image: empty file (0 bytes)"));
     }
-    let format = match image::guess_format(&bytes) {
-        Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => f,
-        Ok(f) => {
-            return Err(Error::io(
-                shown,
-                format!("cannot read image: {f:?} images are not supported (PNG or JPEG only)"),
-            ))
-        }
-        Err(_) => return Err(Error::io(shown, "cannot read image: not a PNG or JPEG file")),
-    };
+    match image::guess_format(head) {
+        Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => Ok(f),
+        Ok(f) => Err(Error::io(
+            shown,
+            format!("cannot read image: {f:?} images are not supported (PNG or JPEG only)"),
+        )),
+        Err(_) => Err(Error::io(shown, "cannot read image: not a PNG or JPEG file")),
+    }
+}
+
+/// Decode the bytes of a PNG or JPEG (`path` names it in messages). Public for the fuzz
+/// targets, which feed it arbitrary bytes.
+pub fn decode_image(path: &Path, bytes: Vec<u8>) -> Result<DynamicImage> {
+    let shown = path.display().to_string();
+    let shown = shown.as_str();
+    let format = sniff_format(path, &bytes)?;
     if format == image::ImageFormat::Jpeg {
         jpeg_complete(&bytes).map_err(|why| Error::io(shown, format!("cannot decode image: {why}")))?;
     }
@@ -622,9 +664,27 @@ pub fn preprocess_rgb8(img: &Rgb8, cfg: &PreprocessConfig) -> Vec<f32> {
     normalize_u8(&resize_crop_u8(img, cfg), cfg)
 }
 
+/// How many unreadable images one error lists by name.
+pub const MAX_LISTED_BAD_IMAGES: usize = 20;
+
+/// One error for all unreadable images: the first [`MAX_LISTED_BAD_IMAGES`] with their
+/// reasons, then how many more there are.
+fn bad_images_error(bad: &[&Error], total: usize) -> Error {
+    let mut msg = format!("{} of {total} image(s) cannot be read:", bad.len());
+    for e in bad.iter().take(MAX_LISTED_BAD_IMAGES) {
+        msg.push_str(&format!("\n  {e}"));
+    }
+    if bad.len() > MAX_LISTED_BAD_IMAGES {
+        msg.push_str(&format!("\n  ... and {} more", bad.len() - MAX_LISTED_BAD_IMAGES));
+    }
+    Error::new(bad[0].kind.clone(), msg)
+}
+
 /// Loads and preprocesses `paths` in parallel. Returns the `[n, 3, crop_h, crop_w]` inputs of the
 /// images kept, their indices into `paths`, and one message per skipped image. Without
-/// `skip_bad`, the first unreadable image (in `paths` order) is an error naming it.
+/// `skip_bad`, unreadable images are one error naming each of them (the first
+/// [`MAX_LISTED_BAD_IMAGES`], then a count), in `paths` order. The message suggests no flag:
+/// only the caller knows whether it has one.
 pub fn preprocess_files(
     paths: &[PathBuf],
     cfg: &PreprocessConfig,
@@ -636,6 +696,12 @@ pub fn preprocess_files(
         .par_iter()
         .map(|p| load_image(p).map(|img| preprocess(&img, cfg)))
         .collect();
+    if !skip_bad {
+        let bad: Vec<&Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        if !bad.is_empty() {
+            return Err(bad_images_error(&bad, paths.len()));
+        }
+    }
     let mut data = Vec::with_capacity(per * results.iter().filter(|r| r.is_ok()).count());
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
@@ -645,11 +711,7 @@ pub fn preprocess_files(
                 data.extend_from_slice(&v);
                 kept.push(i);
             }
-            Err(e) if skip_bad => skipped.push(format!("skipped {e}")),
-            Err(e) => {
-                let msg = format!("{e} (use --skip-bad-images to skip unreadable images)");
-                return Err(Error::new(e.kind, msg));
-            }
+            Err(e) => skipped.push(format!("skipped {e}")),
         }
     }
     Ok((data, kept, skipped))

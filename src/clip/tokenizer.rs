@@ -106,8 +106,18 @@ impl ClipTokenizer {
     }
 
     fn from_bytes(bytes: &[u8], name: &str) -> Result<ClipTokenizer> {
-        let mut inner =
-            Tokenizer::from_bytes(bytes).map_err(|e| Error::io(name, format!("not a valid tokenizer.json: {e}")))?;
+        // The tokenizers crate panics (`expect("Helper")`) on some malformed sections, e.g. a
+        // "decoder" whose fields have the wrong JSON type (found by fuzz/ `tokenizer`): a
+        // user's bad file must be an error, not an abort.
+        let parsed = crate::contain_panic::contained(|| Tokenizer::from_bytes(bytes)).map_err(|why| {
+            Error::io(
+                name,
+                format!(
+                    "not a valid tokenizer.json: the tokenizers library could not read one of its sections ({why})"
+                ),
+            )
+        })?;
+        let mut inner = parsed.map_err(|e| Error::io(name, format!("not a valid tokenizer.json: {e}")))?;
         // Hub tokenizer.json files sometimes carry padding/truncation settings; encode() must
         // give the bare BOS..EOS ids, and encode_batch() does its own layout.
         inner

@@ -1,10 +1,12 @@
 //! Image-caption files: CSV, TSV and JSONL.
 //!
-//! - **CSV** (`.csv`): a header row, then one row per (image, caption) pair. Fields may be
-//!   quoted with `"`; a quoted field may hold commas, newlines and doubled quotes (`""`).
+//! - **CSV** (`.csv`): a header row, then one row per (image, caption) pair, read by the
+//!   `csv` crate with strict RFC 4180 quoting: a field may be quoted with `"` and then hold
+//!   commas, newlines and doubled quotes (`""`); a stray or unclosed quote is an error naming
+//!   its line, never two rows merged into one. Every row has as many fields as the header.
 //! - **TSV** (`.tsv`): a header row, then tab-separated rows; no quoting (a caption cannot
 //!   contain a tab or a newline).
-//! - **JSONL** (`.jsonl`): one JSON object per line.
+//! - **JSONL** (`.jsonl`): one JSON object per line, parsed by `serde_json` line by line.
 //!
 //! Columns (CSV/TSV header, JSONL keys; names are case-insensitive):
 //! - the image: `image`, or open_clip's `filepath`;
@@ -88,22 +90,13 @@ pub fn load_captions(path: &Path) -> Result<Vec<CaptionRecord>> {
             "{name}: unsupported caption file type; expected a .csv, .tsv or .jsonl file"
         ))
     })?;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(&name, format!("cannot read caption file: {e}")))?;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let at = e.utf8_error().valid_up_to();
-            let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
-            return Err(Error::io(format!("{name}:{line}"), "not valid UTF-8 text"));
-        }
-    };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = crate::user_file::read_text_capped(path, "caption file", crate::user_file::TEXT_MAX_BYTES)?;
+    let text = text.as_str();
     if text.trim().is_empty() {
         return Err(Error::io(&name, "caption file is empty"));
     }
     let rows = match format {
-        CaptionFormat::Csv => table_rows(path, parse_csv(path, text)?)?,
-        CaptionFormat::Tsv => table_rows(path, parse_tsv(text))?,
+        CaptionFormat::Csv | CaptionFormat::Tsv => table_rows(path, parse_table(path, text, format)?)?,
         CaptionFormat::Jsonl => jsonl_rows(path, text)?,
     };
     if rows.is_empty() {
@@ -312,75 +305,131 @@ fn table_rows(path: &Path, records: Vec<(usize, Vec<String>)>) -> Result<Vec<Row
     Ok(rows)
 }
 
-/// Tab-separated records with no quoting; blank lines are skipped. Returns (line, fields).
-fn parse_tsv(text: &str) -> Vec<(usize, Vec<String>)> {
-    text.split('\n')
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| (n, l.split('\t').map(str::to_string).collect()))
-        .collect()
-}
-
-/// RFC 4180 CSV: `,`-separated fields, optionally quoted with `"`; inside quotes, `""` is a
-/// quote and commas and newlines (LF or CRLF) are data. Lines ending in CRLF are accepted.
-/// Blank lines are skipped. Lenient where Python's `csv` module is: a quote inside an
-/// unquoted field is data, and text after a closing quote is appended to the field.
-/// Returns (line where the record starts, fields).
-pub(crate) fn parse_csv(path: &Path, text: &str) -> Result<Vec<(usize, Vec<String>)>> {
-    let mut out = Vec::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut line = 1usize;
-    let mut start_line = 1usize;
-    let mut in_quotes = false;
-    let mut quote_line = 0usize;
-    // Whether the current field began with a quote (so an empty quoted field still counts).
-    let mut field_started = false;
-    let mut chars = text.chars().peekable();
-    fn end_record(out: &mut Vec<(usize, Vec<String>)>, fields: &mut Vec<String>, start: usize) {
-        let f = std::mem::take(fields);
-        let blank = f.len() == 1 && f[0].trim().is_empty();
-        if !blank {
-            out.push((start, f));
+/// CSV (strict RFC 4180 quoting, see [`check_csv_quotes`]) or TSV (no quoting) records
+/// through the `csv` crate, header first, each with the line where it starts. Every record
+/// must have as many fields as the header (`flexible(false)`): a short row names the missing
+/// column, a long one counts the fields. Blank lines are skipped.
+pub(crate) fn parse_table(path: &Path, text: &str, format: CaptionFormat) -> Result<Vec<(usize, Vec<String>)>> {
+    let tsv = format == CaptionFormat::Tsv;
+    if !tsv {
+        check_csv_quotes(path, text)?;
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .delimiter(if tsv { b'\t' } else { b',' })
+        .quoting(!tsv)
+        .double_quote(true)
+        .from_reader(text.as_bytes());
+    let mut out: Vec<(usize, Vec<String>)> = Vec::new();
+    for rec in reader.records() {
+        match rec {
+            Ok(r) => {
+                let line = r.position().map(|p| p.line() as usize).unwrap_or(0);
+                // A quoted field of a CRLF file holds CRLF line breaks: the caption's are LF.
+                let fields: Vec<String> = r.iter().map(|f| f.replace("\r\n", "\n")).collect();
+                if out.is_empty() {
+                    // The header's own errors come before any row's.
+                    header_columns(path, line, &fields)?;
+                }
+                out.push((line, fields));
+            }
+            Err(e) => return Err(table_error(path, &out, e)),
         }
     }
+    Ok(out)
+}
+
+/// The message of a `csv` error: the file, the line, and for a row of the wrong length which
+/// column is missing or how many fields there are.
+fn table_error(path: &Path, seen: &[(usize, Vec<String>)], e: csv::Error) -> Error {
+    let line = e.position().map(|p| p.line()).unwrap_or(0);
+    let at = format!("{}:{line}", path.display());
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            let (expected_len, len) = (*expected_len as usize, *len as usize);
+            let header = seen.first().map(|(_, h)| h.as_slice()).unwrap_or(&[]);
+            if len < expected_len && expected_len == header.len() {
+                let name = |h: &String| match column_of(h) {
+                    Some(Column::Image) => "image".to_string(),
+                    Some(Column::Caption) => "caption".to_string(),
+                    Some(Column::Negatives) => "negatives".to_string(),
+                    None => format!("'{}'", h.trim()),
+                };
+                let missing: Vec<String> = header[len..].iter().map(name).collect();
+                Error::invalid(format!(
+                    "{at}: the {} field{} missing ({len} fields but the header has {expected_len} columns)",
+                    missing.join(" and "),
+                    if missing.len() > 1 { "s are" } else { " is" }
+                ))
+            } else {
+                Error::invalid(format!(
+                    "{at}: {len} fields but the header has {expected_len} columns (quote CSV fields that contain commas)"
+                ))
+            }
+        }
+        csv::ErrorKind::Utf8 { .. } => Error::io(at, "not valid UTF-8 text"),
+        other => Error::invalid(format!("{at}: malformed record: {other:?}")),
+    }
+}
+
+/// Strict RFC 4180 quoting, checked before parsing because the `csv` crate (like Python's)
+/// is lenient: it keeps text after a closing quote and treats a quote inside an unquoted
+/// field as data. Leniency turns two unclosed quotes into one silently merged row, so here
+/// a quote may only open a field, be doubled inside a quoted field, or close it right before
+/// a comma, a line end or the end of the file. Errors name the line where the field opened.
+pub(crate) fn check_csv_quotes(path: &Path, text: &str) -> Result<()> {
+    let mut line = 1usize;
+    let mut field_start = true;
+    let mut in_quotes = false;
+    let mut quote_line = 0usize;
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if in_quotes {
             match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                '\r' if chars.peek() == Some(&'\n') => {}
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                _ => field.push(c),
+                '"' => match chars.peek() {
+                    Some('"') => {
+                        chars.next();
+                    }
+                    None | Some(',') | Some('\n') | Some('\r') => {
+                        in_quotes = false;
+                        field_start = false;
+                    }
+                    Some(&next) => {
+                        let closed = if line == quote_line {
+                            String::new()
+                        } else {
+                            format!(" closes on line {line} and")
+                        };
+                        return Err(Error::invalid(format!(
+                            "{}:{quote_line}: the quoted field opened on this line{closed} is followed by {next:?} after its closing quote: a '\"' is missing, or a '\"' inside the field is not doubled (\"\")",
+                            path.display()
+                        )));
+                    }
+                },
+                '\n' => line += 1,
+                _ => {}
             }
             continue;
         }
         match c {
-            '"' if field.is_empty() && !field_started => {
+            '"' if field_start => {
                 in_quotes = true;
-                field_started = true;
                 quote_line = line;
             }
-            ',' => {
-                fields.push(std::mem::take(&mut field));
-                field_started = false;
+            '"' => {
+                return Err(Error::invalid(format!(
+                    "{}:{line}: a '\"' inside an unquoted field: quote the whole field and double the quote (\"a 12\"\" record\")",
+                    path.display()
+                )))
             }
-            '\r' if chars.peek() == Some(&'\n') => {}
+            ',' => field_start = true,
             '\n' => {
-                fields.push(std::mem::take(&mut field));
-                field_started = false;
-                end_record(&mut out, &mut fields, start_line);
                 line += 1;
-                start_line = line;
+                field_start = true;
             }
-            _ => field.push(c),
+            '\r' => {}
+            _ => field_start = false,
         }
     }
     if in_quotes {
@@ -389,11 +438,7 @@ pub(crate) fn parse_csv(path: &Path, text: &str) -> Result<Vec<(usize, Vec<Strin
             path.display()
         )));
     }
-    if !field.is_empty() || field_started || !fields.is_empty() {
-        fields.push(field);
-        end_record(&mut out, &mut fields, start_line);
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// One JSON object per non-blank line.

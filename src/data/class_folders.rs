@@ -156,9 +156,8 @@ pub fn load_class_folders(root: &Path, classes_file: Option<&Path>) -> Result<La
 }
 
 fn read_classes_file(file: &Path, folders: &[(String, PathBuf)]) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::io(file.display(), format!("cannot read classes file: {e}")))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = crate::user_file::read_text_capped(file, "classes file", crate::user_file::TEXT_MAX_BYTES)?;
+    let text = text.as_str();
     let names: Vec<String> = text
         .lines()
         .map(str::trim)

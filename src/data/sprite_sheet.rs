@@ -114,11 +114,9 @@ fn uint(v: &Value) -> Option<u64> {
 /// Read `NAME.json` and the `NAME.png` beside it, checking one against the other.
 pub fn read_sprite_sheet(json_path: &Path) -> Result<SpriteSheet> {
     let p = json_path;
-    let text =
-        std::fs::read_to_string(p).map_err(|e| Error::io(p.display(), format!("cannot read sprite sheet: {e}")))?;
+    let text = crate::user_file::read_text_capped(p, "sprite sheet", crate::user_file::JSON_MAX_BYTES)?;
     let png = png_path(p);
-    let bytes = std::fs::read(&png)
-        .map_err(|e| Error::io(png.display(), format!("cannot read the sprite sheet image: {e}")))?;
+    let bytes = crate::user_file::read_capped(&png, "sprite sheet image", crate::user_file::IMAGE_MAX_BYTES)?;
     sprite_sheet_from_bytes(&text, &bytes, p)
 }
 
