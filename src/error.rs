@@ -75,3 +75,18 @@ macro_rules! ensure_shape {
         }
     };
 }
+
+/// The one finiteness check of results (embeddings, logits, probabilities, metrics): a NaN
+/// or infinity is an error naming the tensor, the first bad index and how many there are,
+/// so a diverged or corrupt model never prints "NaN%" and exits 0.
+pub fn ensure_finite(what: &str, values: &[f32]) -> Result<()> {
+    let Some(first) = values.iter().position(|x| !x.is_finite()) else {
+        return Ok(());
+    };
+    let count = values.iter().filter(|x| !x.is_finite()).count();
+    Err(Error::non_finite(format!(
+        "{what}: {count} of {} values are not finite (first at index {first}: {}); the model's weights or inputs are broken",
+        values.len(),
+        values[first]
+    )))
+}

@@ -60,28 +60,146 @@ pub struct ClipConfig {
     pub layout: Layout,
 }
 
-fn get_usize(v: &Value, key: &str, default: usize) -> usize {
-    v.get(key)
-        .and_then(|x| x.as_u64())
-        .map(|x| x as usize)
-        .unwrap_or(default)
+/// Upper bounds of the shape fields: far above any real CLIP, low enough that products of
+/// them (patch counts, parameter counts) cannot overflow into a wrong but valid-looking shape.
+const MAX_WIDTH: u64 = 1 << 16;
+const MAX_LAYERS: u64 = 1 << 10;
+const MAX_IMAGE_SIZE: u64 = 1 << 14;
+const MAX_VOCAB: u64 = 1 << 24;
+const MAX_CONTEXT: u64 = 1 << 16;
+
+/// Strict reading of one JSON object of a config: a present field must have the right type
+/// and range (a wrong one is an error naming the file, the field and the value); only an
+/// absent (or null) field takes the default.
+struct Fields<'a> {
+    v: &'a Value,
+    file: &'a Path,
+    /// The object's path in the file, e.g. "vision_config.", for messages.
+    prefix: String,
 }
 
-fn act_from_hf(v: &Value, file: &Path) -> Result<Act> {
-    match v.get("hidden_act").and_then(|x| x.as_str()).unwrap_or("quick_gelu") {
+impl<'a> Fields<'a> {
+    fn new(v: &'a Value, file: &'a Path, prefix: &str) -> Result<Self> {
+        if !v.is_object() {
+            let name = prefix.trim_end_matches('.');
+            return Err(Error::invalid(format!(
+                "{}: {} must be a JSON object, got {v}",
+                file.display(),
+                if name.is_empty() { "the config" } else { name }
+            )));
+        }
+        Ok(Fields {
+            v,
+            file,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The sub-object `key` (an empty object when absent).
+    fn object(&self, key: &str) -> Result<Fields<'a>> {
+        static EMPTY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+        let empty = EMPTY.get_or_init(|| Value::Object(Default::default()));
+        let v = match self.v.get(key) {
+            None | Some(Value::Null) => empty,
+            Some(v) => v,
+        };
+        Fields::new(v, self.file, &format!("{}{key}.", self.prefix))
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.v.get(key).filter(|v| !v.is_null())
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn bad(&self, key: &str, value: &Value, want: &str) -> Error {
+        Error::invalid(format!(
+            "{}: {}{key} is {value}, but it must be {want}",
+            self.file.display(),
+            self.prefix
+        ))
+    }
+
+    /// An integer in [min, max]; `default` when absent.
+    fn uint(&self, key: &str, default: usize, min: u64, max: u64) -> Result<usize> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        let want = format!("an integer from {min} to {max}");
+        match v.as_u64() {
+            Some(x) if (min..=max).contains(&x) => Ok(x as usize),
+            _ => Err(self.bad(key, v, &want)),
+        }
+    }
+
+    /// A finite number in (0, max]; `default` when absent.
+    fn positive(&self, key: &str, default: f64, max: f64) -> Result<f64> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        match v.as_f64() {
+            Some(x) if x.is_finite() && x > 0.0 && x <= max => Ok(x),
+            _ => Err(self.bad(key, v, &format!("a number above 0 and at most {max}"))),
+        }
+    }
+
+    fn string(&self, key: &str, default: &'a str) -> Result<&'a str> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::String(s)) => Ok(s),
+            Some(v) => Err(self.bad(key, v, "a string")),
+        }
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(self.bad(key, v, "true or false")),
+        }
+    }
+}
+
+fn act_from_hf(v: &Fields) -> Result<Act> {
+    match v.string("hidden_act", "quick_gelu")? {
         "quick_gelu" => Ok(Act::QuickGelu),
         "gelu" => Ok(Act::Gelu),
         other => Err(Error::invalid(format!(
-            "{}: hidden_act '{other}' is not supported (quick_gelu or gelu)",
-            file.display()
+            "{}: {}hidden_act '{other}' is not supported (quick_gelu or gelu)",
+            v.file.display(),
+            v.prefix
         ))),
     }
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
+    let text = crate::user_file::read_text_capped(path, "model config", crate::user_file::JSON_MAX_BYTES)?;
     serde_json::from_str(&text).map_err(|e| Error::io(path.display(), format!("not valid JSON: {e}")))
 }
+
+/// Where each tower's width and head count come from, for messages.
+struct FieldNames {
+    width: [&'static str; 2],
+    heads: [&'static str; 2],
+    image_size: &'static str,
+    patch: &'static str,
+}
+
+const HF_NAMES: FieldNames = FieldNames {
+    width: ["vision_config.hidden_size", "text_config.hidden_size"],
+    heads: ["vision_config.num_attention_heads", "text_config.num_attention_heads"],
+    image_size: "vision_config.image_size",
+    patch: "vision_config.patch_size",
+};
+
+const OPEN_CLIP_NAMES: FieldNames = FieldNames {
+    width: ["model_cfg.vision_cfg.width", "model_cfg.text_cfg.width"],
+    heads: ["model_cfg.vision_cfg.width / head_width", "model_cfg.text_cfg.heads"],
+    image_size: "model_cfg.vision_cfg.image_size",
+    patch: "model_cfg.vision_cfg.patch_size",
+};
 
 impl ClipConfig {
     /// Read the config of a model directory in either layout.
@@ -103,21 +221,21 @@ impl ClipConfig {
     }
 
     fn from_hf(c: &Value, file: &Path) -> Result<ClipConfig> {
-        let empty = Value::Object(Default::default());
-        let t = c.get("text_config").unwrap_or(&empty);
-        let v = c.get("vision_config").unwrap_or(&empty);
-        let text_width = get_usize(t, "hidden_size", 512);
-        let vis_width = get_usize(v, "hidden_size", 768);
+        let c = Fields::new(c, file, "")?;
+        let t = c.object("text_config")?;
+        let v = c.object("vision_config")?;
+        let text_width = t.uint("hidden_size", 512, 1, MAX_WIDTH)?;
+        let vis_width = v.uint("hidden_size", 768, 1, MAX_WIDTH)?;
         // The sub-configs' projection_dim copies can be stale: the top level wins.
-        let projection_dim = get_usize(c, "projection_dim", 512);
-        let eps = |x: &Value| x.get("layer_norm_eps").and_then(|e| e.as_f64()).unwrap_or(1e-5) as f32;
-        let vocab = get_usize(t, "vocab_size", 49408);
+        let projection_dim = c.uint("projection_dim", 512, 1, MAX_WIDTH)?;
+        let eps = |x: &Fields| x.positive("layer_norm_eps", 1e-5, 1.0).map(|e| e as f32);
+        let vocab = t.uint("vocab_size", 49408, 1, MAX_VOCAB)?;
         // HF pools at eos_token_id, except the legacy value 2 (the OpenAI configs), where it
         // takes the argmax id: EOT, the top id of the OpenAI vocabulary. Pruned vocabularies
         // (cliptune-mini) name their EOT here.
-        let eot_id = match t.get("eos_token_id").and_then(|e| e.as_u64()) {
-            Some(e) if e != 2 => e as u32,
-            _ => 49407.min(vocab.saturating_sub(1)) as u32,
+        let eot_id = match t.uint("eos_token_id", 2, 0, MAX_VOCAB)? {
+            2 => 49407.min(vocab.saturating_sub(1)) as u32,
+            e => e as u32,
         };
         if eot_id as usize >= vocab {
             return Err(Error::invalid(format!(
@@ -129,110 +247,133 @@ impl ClipConfig {
             vision: VisionConfig {
                 tower: TowerConfig {
                     width: vis_width,
-                    layers: get_usize(v, "num_hidden_layers", 12),
-                    heads: get_usize(v, "num_attention_heads", 12),
-                    mlp: get_usize(v, "intermediate_size", 3072),
-                    act: act_from_hf(v, file)?,
-                    eps: eps(v),
+                    layers: v.uint("num_hidden_layers", 12, 1, MAX_LAYERS)?,
+                    heads: v.uint("num_attention_heads", 12, 1, MAX_WIDTH)?,
+                    mlp: v.uint("intermediate_size", 3072, 1, 16 * MAX_WIDTH)?,
+                    act: act_from_hf(&v)?,
+                    eps: eps(&v)?,
                 },
-                image_size: get_usize(v, "image_size", 224),
-                patch: get_usize(v, "patch_size", 32),
+                image_size: v.uint("image_size", 224, 1, MAX_IMAGE_SIZE)?,
+                patch: v.uint("patch_size", 32, 1, MAX_IMAGE_SIZE)?,
             },
             text: TextConfig {
                 tower: TowerConfig {
                     width: text_width,
-                    layers: get_usize(t, "num_hidden_layers", 12),
-                    heads: get_usize(t, "num_attention_heads", 8),
-                    mlp: get_usize(t, "intermediate_size", 2048),
-                    act: act_from_hf(t, file)?,
-                    eps: eps(t),
+                    layers: t.uint("num_hidden_layers", 12, 1, MAX_LAYERS)?,
+                    heads: t.uint("num_attention_heads", 8, 1, MAX_WIDTH)?,
+                    mlp: t.uint("intermediate_size", 2048, 1, 16 * MAX_WIDTH)?,
+                    act: act_from_hf(&t)?,
+                    eps: eps(&t)?,
                 },
                 vocab,
-                context: get_usize(t, "max_position_embeddings", 77),
+                context: t.uint("max_position_embeddings", 77, 2, MAX_CONTEXT)?,
                 eot_id,
                 pad_id: eot_id,
             },
             projection_dim,
             layout: Layout::HuggingFace,
         };
-        cfg.validate(file)
+        cfg.validate(file, &HF_NAMES)
     }
 
     fn from_open_clip(c: &Value, file: &Path) -> Result<ClipConfig> {
-        let m = c
-            .get("model_cfg")
-            .ok_or_else(|| Error::invalid(format!("{}: no 'model_cfg' object", file.display())))?;
-        let empty = Value::Object(Default::default());
-        let v = m.get("vision_cfg").unwrap_or(&empty);
-        let t = m.get("text_cfg").unwrap_or(&empty);
-        let act = if m.get("quick_gelu").and_then(|x| x.as_bool()).unwrap_or(false) {
-            Act::QuickGelu
-        } else {
-            Act::Gelu
-        };
-        let vis_width = get_usize(v, "width", 768);
-        let head_width = get_usize(v, "head_width", 64);
-        let ratio = |x: &Value| x.get("mlp_ratio").and_then(|r| r.as_f64()).unwrap_or(4.0);
-        let text_width = get_usize(t, "width", 512);
-        if v.get("image_size").is_some_and(|x| x.is_array()) || v.get("layers").is_some_and(|x| x.is_array()) {
+        let c = Fields::new(c, file, "")?;
+        if !c.has("model_cfg") {
+            return Err(Error::invalid(format!("{}: no 'model_cfg' object", file.display())));
+        }
+        let m = c.object("model_cfg")?;
+        if ["image_size", "layers"].iter().any(|k| {
+            m.v.get("vision_cfg")
+                .and_then(|v| v.get(k))
+                .is_some_and(|x| x.is_array())
+        }) {
             return Err(Error::invalid(format!(
                 "{}: only square ViT vision towers are supported",
                 file.display()
             )));
         }
+        let v = m.object("vision_cfg")?;
+        let t = m.object("text_cfg")?;
+        let act = if m.boolean("quick_gelu", false)? {
+            Act::QuickGelu
+        } else {
+            Act::Gelu
+        };
+        let vis_width = v.uint("width", 768, 1, MAX_WIDTH)?;
+        let head_width = v.uint("head_width", 64, 1, MAX_WIDTH)?;
+        let ratio = |x: &Fields| x.positive("mlp_ratio", 4.0, 16.0);
+        let text_width = t.uint("width", 512, 1, MAX_WIDTH)?;
         let cfg = ClipConfig {
             vision: VisionConfig {
                 tower: TowerConfig {
                     width: vis_width,
-                    layers: get_usize(v, "layers", 12),
-                    heads: vis_width / head_width.max(1),
-                    mlp: (vis_width as f64 * ratio(v)) as usize,
+                    layers: v.uint("layers", 12, 1, MAX_LAYERS)?,
+                    heads: if vis_width % head_width == 0 {
+                        vis_width / head_width
+                    } else {
+                        0
+                    },
+                    mlp: (vis_width as f64 * ratio(&v)?) as usize,
                     act,
                     eps: 1e-5,
                 },
-                image_size: get_usize(v, "image_size", 224),
-                patch: get_usize(v, "patch_size", 32),
+                image_size: v.uint("image_size", 224, 1, MAX_IMAGE_SIZE)?,
+                patch: v.uint("patch_size", 32, 1, MAX_IMAGE_SIZE)?,
             },
             text: TextConfig {
                 tower: TowerConfig {
                     width: text_width,
-                    layers: get_usize(t, "layers", 12),
-                    heads: get_usize(t, "heads", 8),
-                    mlp: (text_width as f64 * ratio(t)) as usize,
+                    layers: t.uint("layers", 12, 1, MAX_LAYERS)?,
+                    heads: t.uint("heads", 8, 1, MAX_WIDTH)?,
+                    mlp: (text_width as f64 * ratio(&t)?) as usize,
                     act,
                     eps: 1e-5,
                 },
-                vocab: get_usize(t, "vocab_size", 49408),
-                context: get_usize(t, "context_length", 77),
+                vocab: t.uint("vocab_size", 49408, 1, MAX_VOCAB)?,
+                context: t.uint("context_length", 77, 2, MAX_CONTEXT)?,
                 eot_id: 49407,
                 pad_id: 0,
             },
-            projection_dim: get_usize(m, "embed_dim", 512),
+            projection_dim: m.uint("embed_dim", 512, 1, MAX_WIDTH)?,
             layout: Layout::OpenClip,
         };
-        cfg.validate(file)
+        if cfg.text.vocab <= 49407 {
+            return Err(Error::invalid(format!(
+                "{}: model_cfg.text_cfg.vocab_size {} does not hold the end-of-text id 49407",
+                file.display(),
+                cfg.text.vocab
+            )));
+        }
+        cfg.validate(file, &OPEN_CLIP_NAMES)
     }
 
-    fn validate(self, file: &Path) -> Result<ClipConfig> {
+    fn validate(self, file: &Path, names: &FieldNames) -> Result<ClipConfig> {
         let bad = |msg: String| Err(Error::invalid(format!("{}: {msg}", file.display())));
-        for (name, t) in [("vision", &self.vision.tower), ("text", &self.text.tower)] {
+        for (i, t) in [&self.vision.tower, &self.text.tower].into_iter().enumerate() {
             if t.heads == 0 || t.width % t.heads != 0 {
                 return bad(format!(
-                    "{name} width {} is not divisible by {} heads",
-                    t.width, t.heads
+                    "{} {} is not divisible by {} {}",
+                    names.width[i], t.width, names.heads[i], t.heads
                 ));
             }
             if t.width / t.heads > 128 {
                 return bad(format!(
-                    "{name} head dim {} is above the supported 128",
-                    t.width / t.heads
+                    "head dim {} ({} {} / {} {}) is above the supported 128",
+                    t.width / t.heads,
+                    names.width[i],
+                    t.width,
+                    names.heads[i],
+                    t.heads
                 ));
             }
+            if t.mlp == 0 {
+                return bad(format!("{} has an MLP width of 0", names.width[i]));
+            }
         }
-        if self.vision.patch == 0 || self.vision.image_size % self.vision.patch != 0 {
+        if self.vision.image_size % self.vision.patch != 0 {
             return bad(format!(
-                "image size {} is not a multiple of patch size {}",
-                self.vision.image_size, self.vision.patch
+                "{} {} is not a multiple of {} {}",
+                names.image_size, self.vision.image_size, names.patch, self.vision.patch
             ));
         }
         Ok(self)

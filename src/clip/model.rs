@@ -201,14 +201,16 @@ impl Clip {
     pub fn load(dir: &Path, device: &Device, storage: WeightStorage) -> Result<Clip> {
         let config = ClipConfig::from_dir(dir)?;
         let ck = Checkpoint::open(dir, config.layout)?;
-        Self::build(
+        let model = Self::build(
             config,
             &mut FromCheckpoint {
                 ck: &ck,
                 storage,
                 device: device.clone(),
             },
-        )
+        )?;
+        ck.check_all_used()?;
+        Ok(model)
     }
 
     /// Random weights with the given shapes (benchmarks, tests).
@@ -442,7 +444,9 @@ impl Clip {
                     .to_vec()?,
             );
         }
-        Tensor::from_vec(outs.concat(), &[n, self.config.projection_dim], self.device())
+        let outs = outs.concat();
+        crate::error::ensure_finite("image_embeds", &outs)?;
+        Tensor::from_vec(outs, &[n, self.config.projection_dim], self.device())
     }
 
     /// L2-normalised text embeddings (inference), batched.
@@ -459,12 +463,20 @@ impl Clip {
             let tape = Tape::inference();
             outs.push(self.text_features(&tape, &part)?.value.l2norm()?.0.to_vec()?);
         }
-        Tensor::from_vec(outs.concat(), &[input.n, self.config.projection_dim], self.device())
+        let outs = outs.concat();
+        crate::error::ensure_finite("text_embeds", &outs)?;
+        Tensor::from_vec(outs, &[input.n, self.config.projection_dim], self.device())
     }
 
     /// logits_per_image [n, m] = exp(logit_scale) * img @ txt^T for normalised embeddings.
     pub fn logits(&self, img: &Tensor, txt: &Tensor) -> Result<Tensor> {
-        let s = self.logit_scale.value.item()?.exp();
+        let raw = self.logit_scale.value.item()?;
+        let s = raw.exp();
+        if !s.is_finite() {
+            return Err(crate::error::Error::non_finite(format!(
+                "logit_scale: {raw} gives a non-finite scale exp(logit_scale) = {s}; the checkpoint's logit_scale is broken"
+            )));
+        }
         let t = txt.to_device(img.device())?;
         let spec = crate::backend::MatmulSpec {
             batch: 1,

@@ -2,8 +2,8 @@
 //! in HF `CLIPModel` layout (single or sharded) or open_clip layout, presented under
 //! HF's canonical names. open_clip's stacked q/k/v and transposed projections are
 //! converted on the fly.
-use std::collections::HashMap;
-use std::fs::File;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -28,10 +28,38 @@ pub struct Checkpoint {
     /// Tensor name -> index into `files`.
     index: HashMap<String, usize>,
     pub layout: Layout,
+    /// Stored names read so far, so tensors the config never asks for (a checkpoint with
+    /// more layers than `num_hidden_layers`) are found instead of silently ignored.
+    used: RefCell<HashSet<String>>,
+}
+
+/// Stored tensors a model may carry that the forward pass never needs: HF's position-id
+/// buffers and open_clip's causal mask. Unused, they are a warning, not an error.
+pub const HARMLESS_UNUSED: [&str; 3] = [
+    "text_model.embeddings.position_ids",
+    "vision_model.embeddings.position_ids",
+    "attn_mask",
+];
+
+/// How many unused tensors an error lists by name.
+const MAX_LISTED_UNUSED: usize = 12;
+
+/// A sharded index's file name must stay inside the model directory: a plain relative
+/// path with no `..`, no root and no drive.
+fn shard_inside_dir(index: &Path, name: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let p = Path::new(name);
+    if name.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(Error::invalid(format!(
+            "{}: weight_map names the file {name:?}, outside the model directory; shards must be files inside it",
+            index.display()
+        )));
+    }
+    Ok(p.to_path_buf())
 }
 
 fn open_mmap(path: &Path) -> Result<Mmap> {
-    let f = File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let f = crate::user_file::open_regular(path, "weights file")?;
     let len = f.metadata().map_err(|e| Error::io(path.display(), e))?.len();
     if len < 8 {
         return Err(Error::io(
@@ -56,14 +84,27 @@ impl Checkpoint {
             Layout::HuggingFace => {
                 let index = dir.join("model.safetensors.index.json");
                 if index.exists() {
-                    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(index.display(), e))?;
+                    let text = crate::user_file::read_text_capped(
+                        &index,
+                        "sharded-checkpoint index",
+                        crate::user_file::JSON_MAX_BYTES,
+                    )?;
                     let v: serde_json::Value = serde_json::from_str(&text)
                         .map_err(|e| Error::io(index.display(), format!("not valid JSON: {e}")))?;
                     let map = v
                         .get("weight_map")
                         .and_then(|m| m.as_object())
                         .ok_or_else(|| Error::io(index.display(), "no 'weight_map' object"))?;
-                    let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+                    let mut files: Vec<PathBuf> = Vec::new();
+                    for (tensor, f) in map {
+                        let name = f.as_str().ok_or_else(|| {
+                            Error::invalid(format!(
+                                "{}: weight_map[{tensor:?}] is {f}, but it must be a file name",
+                                index.display()
+                            ))
+                        })?;
+                        files.push(shard_inside_dir(&index, name)?);
+                    }
                     files.sort();
                     files.dedup();
                     files.into_iter().map(|f| dir.join(f)).collect()
@@ -84,7 +125,12 @@ impl Checkpoint {
             }
             files.push((p, m));
         }
-        let ck = Checkpoint { files, index, layout };
+        let ck = Checkpoint {
+            files,
+            index,
+            layout,
+            used: RefCell::new(HashSet::new()),
+        };
         ck.check_layout()?;
         Ok(ck)
     }
@@ -110,6 +156,43 @@ impl Checkpoint {
             probe,
             found.len(),
             shown
+        )))
+    }
+
+    /// Stored tensors no [`Checkpoint::load`] has read, sorted.
+    pub fn unused(&self) -> Vec<String> {
+        let used = self.used.borrow();
+        let mut v: Vec<String> = self.index.keys().filter(|k| !used.contains(*k)).cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// After a model is built: an error naming the tensors it did not use (their weights
+    /// would be silently dropped, e.g. layers beyond `num_hidden_layers`), except the
+    /// [`HARMLESS_UNUSED`] buffers, which are only reported on stderr.
+    pub fn check_all_used(&self) -> Result<()> {
+        let (harmless, unused): (Vec<String>, Vec<String>) = self
+            .unused()
+            .into_iter()
+            .partition(|k| HARMLESS_UNUSED.contains(&k.as_str()));
+        if !harmless.is_empty() {
+            eprintln!(
+                "note: {}: ignoring tensors the model does not use: {}",
+                self.files[0].0.display(),
+                harmless.join(", ")
+            );
+        }
+        if unused.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = unused.iter().take(MAX_LISTED_UNUSED).map(|s| s.as_str()).collect();
+        let more = unused.len().saturating_sub(MAX_LISTED_UNUSED);
+        Err(Error::invalid(format!(
+            "{}: {} tensor(s) of the checkpoint are not used by the model its config describes (does num_hidden_layers match the checkpoint?): {}{}",
+            self.files[0].0.display(),
+            unused.len(),
+            shown.join(", "),
+            if more > 0 { format!(" ... and {more} more") } else { String::new() }
         )))
     }
 
@@ -191,6 +274,7 @@ impl Checkpoint {
                 self.files[0].0.display()
             ))
         })?;
+        self.used.borrow_mut().insert(stored.clone());
         let (path, mmap) = &self.files[fi];
         let st = parse(path, mmap)?;
         let view = st
@@ -243,11 +327,23 @@ impl Checkpoint {
                 (bytes, Some((vshape[0], vshape[1])))
             }
         };
+        let non_finite = |count: usize| {
+            Error::non_finite(format!(
+                "{}: tensor '{stored}' (for {name}) holds {count} non-finite value(s) (NaN or infinity); the checkpoint is corrupt or diverged",
+                path.display()
+            ))
+        };
         if keep_half && dtype != DType::F32 && transposed.is_none() {
             let bits: Vec<u16> = bytes
                 .chunks_exact(2)
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
                 .collect();
+            // f16: exponent bits 0x7C00 all set; bf16: 0x7F80 all set.
+            let exp = if dtype == DType::F16 { 0x7C00 } else { 0x7F80 };
+            let bad = bits.iter().filter(|&&b| b & exp == exp).count();
+            if bad > 0 {
+                return Err(non_finite(bad));
+            }
             return Tensor::from_half_bits(bits, dtype, shape, device);
         }
         let mut vals: Vec<f32> = match dtype {
@@ -265,6 +361,10 @@ impl Checkpoint {
                 .collect(),
             DType::U32 => unreachable!(),
         };
+        let bad = vals.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            return Err(non_finite(bad));
+        }
         if let Some((r, c)) = transposed {
             let mut t = vec![0f32; r * c];
             for i in 0..r {
