@@ -1068,7 +1068,7 @@ fn check_ti_tokenizer(dir: &Path, ti: &TextualInversion, tok: &ClipTokenizer) ->
 }
 
 /// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

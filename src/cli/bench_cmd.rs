@@ -12,13 +12,13 @@ pub struct BenchCli {
     #[arg(long, default_value = "vit-b-32")]
     config: String,
     /// Images/texts per iteration (ignored by linear-probe: 1000 x 512 features).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 32)]
     batch: usize,
     /// auto (a real GPU, else the CPU backend), cpu, or gpu.
     #[arg(long, default_value = "auto")]
     device: String,
     /// Timed iterations.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 5)]
     iters: usize,
     /// Untimed iterations first.
     #[arg(long, default_value_t = 1)]

@@ -18,16 +18,16 @@ pub struct DemoCli {
     #[arg(long, default_value = "demo-report")]
     out: PathBuf,
     /// Fashion-MNIST training images per class.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 16)]
     shots: usize,
     /// Fashion-MNIST test images per class.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 100)]
     test_per_class: usize,
     /// Epochs for every method (default: per method, about 10 minutes on 2 CPU cores in all).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::positive_count)]
     epochs: Option<usize>,
     /// At most this many steps per method.
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::positive_count)]
     max_steps: Option<usize>,
     /// auto (a real GPU, else the CPU backend), cpu, or gpu (any adapter).
     #[arg(long, default_value = "auto")]

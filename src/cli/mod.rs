@@ -1,4 +1,5 @@
 //! Subcommands.
+mod args;
 mod bench_cmd;
 mod clip_cmds;
 mod demo_cmd;
@@ -61,14 +62,20 @@ enum Command {
         /// A safetensors file whose `pixel_values` [N,3,H,W] f32 is already preprocessed.
         #[arg(long, conflicts_with = "images")]
         pixels: Option<PathBuf>,
+        /// The safetensors file to write; never an existing file (see --force) or a path
+        /// inside the model or an adapter directory.
         #[arg(long)]
         out: PathBuf,
+        /// Replace --out if it exists (still never inside a model or adapter directory).
+        #[arg(long)]
+        force: bool,
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Skip unreadable images (reported) instead of stopping.
+        /// Skip unreadable images (reported; `image_input_index` says which input each
+        /// row is) instead of stopping.
         #[arg(long)]
         skip_bad_images: bool,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, value_parser = args::positive_count, default_value_t = 64)]
         batch: usize,
         /// Adapter directory to load (repeatable; see `cliptune merge` to bake LoRA in).
         #[arg(long = "adapter")]
@@ -163,7 +170,7 @@ enum Command {
         /// openai (80 templates), simple, or a file with one template per line containing {}.
         #[arg(long, default_value = "openai")]
         templates: String,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, value_parser = args::positive_count, default_value_t = 5)]
         top_k: usize,
         #[arg(long)]
         json: bool,
@@ -214,6 +221,7 @@ pub fn run() -> Result<()> {
             texts_file,
             pixels,
             out,
+            force,
             device,
             skip_bad_images,
             batch,
@@ -231,6 +239,7 @@ pub fn run() -> Result<()> {
                 skip_bad_images,
                 batch,
                 &adapters,
+                force,
             )
         }
         merge @ Command::Merge { .. } => run_merge(merge),

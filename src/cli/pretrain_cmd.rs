@@ -23,9 +23,9 @@ pub struct PretrainCli {
     /// Model directory to write (new, empty, or a previous pretrain output).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 20)]
     epochs: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 128)]
     batch: usize,
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
@@ -37,10 +37,10 @@ pub struct PretrainCli {
     max_grad_norm: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::positive_count)]
     max_steps: Option<usize>,
     /// Stop after N steps keeping the schedule (continue with --resume).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::positive_count)]
     stop_after: Option<usize>,
     #[arg(long)]
     resume: bool,

@@ -22,9 +22,9 @@ pub struct TrainCli {
     /// Adapter directory to write (new, empty, or a previous cliptune adapter).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 10)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 64)]
     batch: usize,
     /// Default per method: lora 1e-4, prompt 2e-3, textual-inversion 5e-3, full 1e-5.
     #[arg(long)]
@@ -38,12 +38,12 @@ pub struct TrainCli {
     max_grad_norm: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::positive_count)]
     max_steps: Option<usize>,
     /// Write the adapter every N steps (and always at the end).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 8)]
     rank: usize,
     #[arg(long, default_value_t = 16.0)]
     alpha: f32,
@@ -59,7 +59,7 @@ pub struct TrainCli {
     #[arg(long)]
     layers: Option<String>,
     /// CoOp context vectors.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = super::args::positive_count, default_value_t = 16)]
     n_ctx: usize,
     /// CoOp: initialise the context from a phrase (sets the count), e.g. "a photo of a".
     #[arg(long)]
@@ -88,7 +88,7 @@ pub struct TrainCli {
     #[arg(long)]
     resume: bool,
     /// Stop after N steps keeping the schedule (continue later with --resume).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::positive_count)]
     stop_after: Option<usize>,
     #[arg(long, default_value = "auto")]
     device: String,

@@ -19,6 +19,15 @@ pub fn write_safetensors_with_metadata(
     tensors: &[(&str, &Tensor)],
     meta: &std::collections::BTreeMap<String, String>,
 ) -> Result<()> {
+    write_atomic(path, &safetensors_bytes(tensors, meta)?)
+}
+
+/// The bytes of a safetensors file holding `tensors` and `meta` (see
+/// [`write_safetensors_with_metadata`]).
+pub fn safetensors_bytes(
+    tensors: &[(&str, &Tensor)],
+    meta: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut header = String::from("{");
     if !meta.is_empty() {
         let m: serde_json::Map<String, serde_json::Value> = meta
@@ -74,11 +83,23 @@ pub fn write_safetensors_with_metadata(
     for b in blobs {
         out.extend_from_slice(&b);
     }
-    write_atomic(path, &out)
+    Ok(out)
 }
 
-/// Write bytes to `path` through a temporary file in the same directory + rename.
+/// Write bytes to `path` through a temporary file in the same directory + fsync + rename +
+/// fsync of the directory, replacing any existing file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, bytes, true)
+}
+
+/// As [`write_atomic`], but never replaces an existing file: the temporary file is linked
+/// to `path`, which fails if `path` exists (also when another process created it after
+/// any check the caller made).
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, bytes, false)
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -95,10 +116,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        if replace {
+            std::fs::rename(&tmp, path)?;
+        } else {
+            std::fs::hard_link(&tmp, path)?;
+            std::fs::remove_file(&tmp)?;
+        }
+        // The rename/link itself is only durable once the directory entry is on disk.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
+        if !replace && e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(Error::io(path.display(), "already exists; refusing to overwrite it"));
+        }
         return Err(Error::io(path.display(), e));
     }
     Ok(())

@@ -56,7 +56,7 @@ pub(crate) fn write_manifest(a: &TrainArgs, model: &Clip, extra: serde_json::Val
         "method": a.method.name(),
         "base_model": a.model_dir.display().to_string(),
         "fingerprint": model_fingerprint(model)?,
-        "created": format!("{:?}", std::time::SystemTime::now()),
+        "created": crate::adapt::bundle::utc_now(),
         "cliptune_version": env!("CARGO_PKG_VERSION"),
     });
     if let (Some(o), Some(e)) = (m.as_object_mut(), extra.as_object()) {
