@@ -41,10 +41,13 @@ fn image(name: &str) -> PathBuf {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-adapters-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call: tests of one binary run in parallel and must never see
+    // each other's files.
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-adapters-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 fn run_ok(c: &mut Command) -> (String, String) {

@@ -18,10 +18,12 @@ fn fixtures() -> PathBuf {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-cli-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 fn run_ok(c: &mut Command) -> String {

@@ -20,10 +20,12 @@ fn ok(c: &mut Command) -> (String, String) {
 }
 
 fn tmp() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-cli-train-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&"cliptune-cli-train-")
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 #[test]

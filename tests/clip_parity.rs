@@ -168,10 +168,12 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-test-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 #[test]

@@ -72,9 +72,11 @@ fn the_binary_embeds_cliptune_mini_and_the_default_demo_runs() {
         cliptune::demo::embedded::has_mini(),
         "this build does not embed assets/cliptune-mini"
     );
-    let dir = std::env::temp_dir().join(format!("cliptune_mini_demo_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix(&"cliptune_mini_demo_")
+        .tempdir()
+        .unwrap()
+        .keep();
     let out = dir.join("demo-report");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_cliptune"))
         .args([

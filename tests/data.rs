@@ -26,10 +26,12 @@ fn input(file: &str) -> PathBuf {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("data-{name}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep()
 }
 
 /// Write `text` to `dir/name` and return the path.

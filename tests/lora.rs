@@ -110,10 +110,12 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-lora-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-lora-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 /// CLIP's symmetric contrastive loss on the 3 images and the first 3 texts.

@@ -19,10 +19,12 @@ fn input(file: &str) -> PathBuf {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("preprocess-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("preprocess-{name}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep()
 }
 
 struct Image {
@@ -547,9 +549,13 @@ fn skip_bad_images() {
         cases[4].0.clone(), // notes.png
         good[2].clone(),
     ];
+    // Every bad image is named; no flag is suggested (train and eval have none).
     let e = preprocess_files(&paths, &cfg, false).unwrap_err();
     assert!(
-        e.msg.contains("truncated.png") && e.msg.contains("--skip-bad-images"),
+        e.msg.contains("2 of 5")
+            && e.msg.contains("truncated.png")
+            && e.msg.contains("notes.png")
+            && !e.msg.contains("--skip-bad-images"),
         "{e}"
     );
 

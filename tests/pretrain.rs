@@ -70,9 +70,13 @@ fn args(data: &Path, out: &Path) -> PretrainArgs {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune_pretrain_{name}_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    // A path that does not exist yet, inside a fresh directory of this call alone.
+    let parent = tempfile::Builder::new()
+        .prefix(&format!("cliptune_pretrain_{name}_"))
+        .tempdir()
+        .unwrap()
+        .keep();
+    parent.join(name)
 }
 
 #[test]

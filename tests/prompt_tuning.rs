@@ -13,8 +13,13 @@ use cliptune::train::AdamW;
 use cliptune::Tensor;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-prompt-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    // Inside a fresh directory of this call alone: a directory shared by the tests of one
+    // process let one test see another's half-written `.tmp` file.
+    let d = tempfile::Builder::new()
+        .prefix(&"cliptune-prompt-")
+        .tempdir()
+        .unwrap()
+        .keep();
     d.join(name)
 }
 

@@ -8,10 +8,12 @@ use cliptune::eval::suite::{EvalReport, LinearProbeResult, RetrievalResult, Zero
 use cliptune::report::{chart, read_eval_json, read_log, write_report, Comparison, ReportOptions, TargetChoice};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-report-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-report-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 fn zs(dataset: &str, top1: f32, top5: f32) -> ZeroShotResult {

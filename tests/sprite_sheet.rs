@@ -10,10 +10,12 @@ use cliptune::eval::suite::{load_labeled, retrieval_eval, ImageSource};
 use image::{DynamicImage, GrayImage, Rgb, RgbImage, RgbaImage};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sprite-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("sprite-{name}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep()
 }
 
 /// Distinct RGB tiles (h x w) so a misplaced tile is noticed.

@@ -15,8 +15,12 @@ use cliptune::train::AdamW;
 use cliptune::Tensor;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-ti-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    // Inside a fresh directory of this call alone, never one shared by this process's tests.
+    let d = tempfile::Builder::new()
+        .prefix(&"cliptune-ti-")
+        .tempdir()
+        .unwrap()
+        .keep();
     d.join(name)
 }
 

@@ -45,10 +45,12 @@ fn tok() -> ClipTokenizer {
 
 /// A fresh directory under the system temp dir, unique to this test.
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-tokenizer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    // A fresh directory per call, never one shared by the tests of this process.
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-tokenizer-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 #[test]

@@ -19,9 +19,13 @@ fn model_dir() -> PathBuf {
 }
 
 fn out(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    // A path that does not exist yet, inside a fresh directory of this call alone.
+    let parent = tempfile::Builder::new()
+        .prefix(&format!("cliptune-train-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep();
+    parent.join(name)
 }
 
 fn args(method: Method, data: &str, out: PathBuf) -> TrainArgs {
@@ -162,6 +166,22 @@ fn prompt_lora_probe_and_full_beat_step_zero_and_leave_the_base_alone() {
     a.lr = Some(1e-3);
     a.wise_alpha = 0.5;
     let s = train(a).unwrap();
+    // The manifest's creation time is RFC 3339 UTC, not a Debug-printed SystemTime.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(o.join("cliptune_adapter.json")).unwrap()).unwrap();
+    let created = manifest["created"].as_str().unwrap();
+    let b = created.as_bytes();
+    assert!(
+        b.len() == 20
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b'Z'
+            && created.chars().filter(|c| c.is_ascii_digit()).count() == 14,
+        "created: {created}"
+    );
     let m = Clip::load(&o, &Device::Cpu, WeightStorage::AsStored).unwrap();
     let cls = class_embeddings(&m, &tok, &test.classes, &["a photo of a {}.".to_string()]).unwrap();
     let acc = accuracy(&m, &test, &cls);

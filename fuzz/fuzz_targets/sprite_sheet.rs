@@ -1,0 +1,7 @@
+#![no_main]
+//! See `cliptune::fuzz_entry::sprite_sheet`.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    cliptune::fuzz_entry::sprite_sheet(data);
+});

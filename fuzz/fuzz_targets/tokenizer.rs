@@ -1,0 +1,13 @@
+#![no_main]
+//! See `cliptune::fuzz_entry::tokenizer`.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("cliptune-fuzz-tokenizer-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    });
+    cliptune::fuzz_entry::tokenizer(dir, data);
+});
