@@ -56,7 +56,8 @@ fn main() {
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_secs(1));
             let started = in_flight.load(Ordering::SeqCst);
-            if started > 0 && t0.elapsed().as_millis() as u64 - started > 30_000 {
+            // `started` can be a millisecond ahead of this thread's clock reading.
+            if started > 0 && (t0.elapsed().as_millis() as u64).saturating_sub(started) > 30_000 {
                 std::fs::create_dir_all(&artifacts).unwrap();
                 let p = artifacts.join("hang");
                 std::fs::write(&p, &*current.lock().unwrap()).unwrap();
