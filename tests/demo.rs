@@ -133,12 +133,15 @@ fn every_method_runs_and_the_report_is_written() {
         [
             "zero-shot",
             "prompt",
+            "prompt-kgcoop",
             "linear-probe",
             "lora-text",
             "lora-vision",
             "lora-both",
+            "lora-both-fp",
             "textual-inversion",
-            "full"
+            "full",
+            "full-fp"
         ]
     );
     for x in &r.rows {
@@ -175,7 +178,7 @@ fn every_method_runs_and_the_report_is_written() {
     }
     let row = |k: &str| r.rows.iter().find(|x| x.key == k).unwrap();
     // Frozen encoders: exactly the base model's held-out numbers.
-    for k in ["prompt", "linear-probe", "textual-inversion"] {
+    for k in ["prompt", "prompt-kgcoop", "linear-probe", "textual-inversion"] {
         assert_eq!(row(k).retrieval_retention, 1.0, "{k}");
     }
     assert_eq!(row("linear-probe").zero_shot_retention, 1.0);
@@ -185,20 +188,28 @@ fn every_method_runs_and_the_report_is_written() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<table") && html.contains("textual inversion") && html.contains("target_top1.png"));
     assert!(is_png(&out.join("target_top1.png")) && is_png(&out.join("retention.png")));
+    assert!(is_png(&out.join("frontier.png")) && html.contains("frontier.png"));
+    assert!(html.contains("KgCoOp") && html.contains("feature preservation"));
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(j["rows"].as_array().unwrap().len(), 8);
+    assert_eq!(j["rows"].as_array().unwrap().len(), 11);
     assert_eq!(j["info"]["target"]["test_images"], 100);
     assert!(out.join(MARKER).is_file());
     let train = cliptune::data::read_sprite_sheet(&out.join("data/fashion-mnist-train.json")).unwrap();
     assert_eq!(train.len(), 30);
     assert!(out.join("data/textual-inversion/captions.jsonl").is_file());
     let table = cliptune::demo::table(&r);
-    assert_eq!(table.lines().count(), 9, "{table}");
+    assert_eq!(table.lines().count(), 12, "{table}");
 
-    // A rerun replaces the previous report (the marker allows it) and leaves no temp dirs.
+    // A rerun replaces the previous report (the marker allows it) and leaves no temp dirs;
+    // --methods picks rows, an unknown one is refused before anything runs.
     std::fs::write(out.join("stale.txt"), "from the first run").unwrap();
     let mut a = args(out.clone(), heldout(&dir));
     a.max_steps = Some(1);
+    a.methods = Some(vec!["nonsense".into()]);
+    let e = run_demo(&a).err().expect("an unknown --methods key").to_string();
+    assert!(e.contains("nonsense") && e.contains("lora-both-fp"), "{e}");
+    assert!(out.join("stale.txt").exists(), "the refused run touched the report");
+    a.methods = None;
     run_demo(&a).unwrap();
     assert!(!out.join("stale.txt").exists() && out.join(MARKER).is_file());
     let left: Vec<String> = std::fs::read_dir(&dir)

@@ -43,6 +43,7 @@ fn args(method: Method, data: &str, out: PathBuf) -> TrainArgs {
         max_grad_norm: 1.0,
         seed: 1,
         max_steps: None,
+        min_steps: None,
         ckpt_every: 0,
         lora: LoraConfig::parse(4, 8.0, 0.0, "q,v,fc1", "text,vision", None).unwrap(),
         n_ctx: 4,
@@ -58,6 +59,7 @@ fn args(method: Method, data: &str, out: PathBuf) -> TrainArgs {
         retention_every: 10,
         resume: false,
         stop_after: None,
+        objectives: Default::default(),
     }
 }
 

@@ -225,6 +225,20 @@ impl PromptLearner {
     /// frozen); `labels`: u32 class indices `[B]`, validated when on the host. Reads back the
     /// frozen logit scale (one value).
     pub fn loss(&self, model: &Clip, tape: &Tape, image_features: &Tensor, labels: &Tensor) -> Result<Var> {
+        let feats = self.class_features(model, tape)?;
+        self.loss_from_class_features(model, tape, &feats, image_features, labels)
+    }
+
+    /// [`Self::loss`] given the class embeddings `feats` `[C, P]` already on `tape` (a
+    /// regulariser needs them too); `image_features` and `labels` as checked there.
+    pub fn loss_from_class_features(
+        &self,
+        model: &Clip,
+        tape: &Tape,
+        feats: &Var,
+        image_features: &Tensor,
+        labels: &Tensor,
+    ) -> Result<Var> {
         let p = model.config.projection_dim;
         let is = image_features.shape();
         if is.len() != 2 || is[0] == 0 || is[1] != p {
@@ -258,10 +272,9 @@ impl PromptLearner {
             )));
         }
         let dev = model.device();
-        let feats = self.class_features(model, tape)?;
         let img = tape.constant(image_features.to_device(dev)?);
         let scale = model.logit_scale.value.item()?.exp();
-        let logits = img.linear(&feats, None, Act::None)?.scale(scale)?;
+        let logits = img.linear(feats, None, Act::None)?.scale(scale)?;
         logits.cross_entropy(&labels.to_device(dev)?)
     }
 

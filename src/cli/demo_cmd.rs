@@ -29,6 +29,9 @@ pub struct DemoCli {
     /// At most this many steps per method.
     #[arg(long, value_parser = super::args::positive_count)]
     max_steps: Option<usize>,
+    /// Only these rows, comma-separated keys (e.g. lora-both,lora-both-fp); default: all.
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
     /// auto (a real GPU, else the CPU backend), cpu, or gpu (any adapter).
     #[arg(long, default_value = "auto")]
     device: String,
@@ -47,6 +50,7 @@ pub fn run(c: DemoCli) -> Result<()> {
     a.test_per_class = c.test_per_class;
     a.epochs = c.epochs;
     a.max_steps = c.max_steps;
+    a.methods = c.methods;
     a.device = Device::select(c.device.parse()?)?;
     let r = run_demo(&a)?;
     if c.json {

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cliptune::adapt::lora::LoraConfig;
+use cliptune::train::objectives::ObjectiveWeights;
 use cliptune::train::run::{train, TrainArgs, TrainSummary};
 use cliptune::{Device, Result};
 
@@ -40,6 +41,11 @@ pub struct TrainCli {
     seed: u64,
     #[arg(long, value_parser = super::args::positive_count)]
     max_steps: Option<usize>,
+    /// Floor on the optimizer steps for small data: the batch is capped at a quarter of
+    /// the data and the epochs extended until the run has this many steps (default: lora
+    /// and full 300, prompt and textual-inversion 200; 0 = exactly --epochs).
+    #[arg(long)]
+    min_steps: Option<usize>,
     /// Write the adapter every N steps (and always at the end).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: usize,
@@ -90,6 +96,21 @@ pub struct TrainCli {
     /// Stop after N steps keeping the schedule (continue later with --resume).
     #[arg(long, value_parser = super::args::positive_count)]
     stop_after: Option<usize>,
+    /// Prompt tuning: KgCoOp weight, keeping the learned prompts' class embeddings near the
+    /// hand-crafted "a photo of a {}." ones (0 = plain CoOp).
+    #[arg(long, default_value_t = 8.0)]
+    kgcoop: f32,
+    /// LoRA and full: feature-preservation weight, keeping the image and text features of
+    /// the training batch near the frozen model's (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    feature_preservation: f32,
+    /// LoRA and full: a general captioned set (caption file, or a sprite sheet with
+    /// captions) whose image-text similarities under the base model are kept.
+    #[arg(long)]
+    reference: Option<String>,
+    /// Weight of the --reference distillation term.
+    #[arg(long, default_value_t = 1.0)]
+    reference_weight: f32,
     #[arg(long, default_value = "auto")]
     device: String,
 }
@@ -109,8 +130,9 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
             c.wise_alpha
         )));
     }
+    let method: cliptune::train::run::Method = c.method.parse()?;
     let args = TrainArgs {
-        method: c.method.parse()?,
+        method,
         model_dir: c.model,
         data: c.data,
         classes_file: c.classes_file,
@@ -123,6 +145,7 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
         max_grad_norm: c.max_grad_norm,
         seed: c.seed,
         max_steps: c.max_steps,
+        min_steps: c.min_steps.or(method.default_min_steps()),
         ckpt_every: c.checkpoint_every,
         lora,
         n_ctx: c.n_ctx,
@@ -138,6 +161,12 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
         retention_every: c.retention_every,
         resume: c.resume,
         stop_after: c.stop_after,
+        objectives: ObjectiveWeights {
+            kgcoop: c.kgcoop,
+            feature_preservation: c.feature_preservation,
+            reference_weight: if c.reference.is_some() { c.reference_weight } else { 0.0 },
+            reference: c.reference,
+        },
     };
     let s = train(args)?;
     if let Some(g) = &s.guard {

@@ -7,6 +7,7 @@ use super::captions::load_captions;
 use super::class_folders::LabeledImages;
 use super::labeled::{load_labeled, pixels, ImageSource};
 use super::report::{report_captions, report_classes};
+use super::sprite_sheet::{is_sprite_sheet, read_sprite_sheet};
 use crate::clip::preprocess::{preprocess_files, PreprocessConfig};
 use crate::clip::Clip;
 use crate::error::{Error, Result};
@@ -136,4 +137,76 @@ pub fn load_training_data(
         return Err(Error::invalid(format!("{spec}: no training images")));
     }
     Ok(data)
+}
+
+/// A captioned reference set (reference distillation): each image with one caption.
+pub struct ReferenceSet {
+    pub pixels: Vec<f32>,
+    /// `[3, h, w]`.
+    pub image_shape: Vec<usize>,
+    pub captions: Vec<String>,
+}
+
+impl ReferenceSet {
+    pub fn len(&self) -> usize {
+        self.captions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.captions.is_empty()
+    }
+
+    pub fn all_pixels(&self, device: &Device) -> Result<Tensor> {
+        let mut shape = vec![self.len()];
+        shape.extend(&self.image_shape);
+        Tensor::from_vec(self.pixels.clone(), &shape, device)
+    }
+
+    pub fn batch_pixels(&self, idx: &[usize], device: &Device) -> Result<Tensor> {
+        let mut shape = vec![idx.len()];
+        shape.extend(&self.image_shape);
+        let per = self.image_shape.iter().product();
+        Tensor::from_vec(gather_rows(&self.pixels, idx, per), &shape, device)
+    }
+}
+
+/// `--reference SPEC`: a caption file, or a sprite sheet whose captioned items are used
+/// (the first caption of each). Anything without captions is refused: distillation keeps
+/// image-text similarities, which need texts.
+pub fn load_reference(spec: &str, model: &Clip, model_dir: &Path) -> Result<ReferenceSet> {
+    let cfg = PreprocessConfig::from_model_dir(model_dir, model.config.vision.image_size)?;
+    let (h, w) = cfg.crop;
+    let (pixels, captions) = if is_caption_file(spec) {
+        let records = load_captions(Path::new(spec))?;
+        let paths: Vec<PathBuf> = records.iter().map(|r| r.image.clone()).collect();
+        let (pixels, _, _) = preprocess_files(&paths, &cfg, false)?;
+        (
+            pixels,
+            records.iter().map(|r| r.captions[0].clone()).collect::<Vec<_>>(),
+        )
+    } else if is_sprite_sheet(spec) {
+        let s = read_sprite_sheet(Path::new(spec))?;
+        let (images, captions): (Vec<_>, Vec<_>) = s
+            .items
+            .iter()
+            .zip(s.images)
+            .filter(|(it, _)| !it.captions.is_empty())
+            .map(|(it, im)| (im, it.captions[0].clone()))
+            .unzip();
+        let px = pixels(model, Some(model_dir), &ImageSource::Memory(images))?.to_device(&Device::Cpu)?;
+        (px.to_vec()?, captions)
+    } else {
+        (vec![], vec![])
+    };
+    if captions.is_empty() {
+        return Err(Error::invalid(format!(
+            "--reference {spec}: no captions; reference distillation keeps image-text similarities, so it needs \
+             captioned images (a caption file .csv/.tsv/.jsonl, or a sprite sheet whose items have captions)"
+        )));
+    }
+    Ok(ReferenceSet {
+        pixels,
+        image_shape: vec![3, h, w],
+        captions,
+    })
 }

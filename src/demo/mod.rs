@@ -56,6 +56,8 @@ pub struct DemoArgs {
     pub device: Device,
     /// The trainer's progress line.
     pub progress: bool,
+    /// Only these rows (keys as in [`DemoRow::key`]); None: every method.
+    pub methods: Option<Vec<String>>,
 }
 
 impl DemoArgs {
@@ -71,6 +73,7 @@ impl DemoArgs {
             max_steps: None,
             device: Device::Cpu,
             progress: true,
+            methods: None,
         }
     }
 }
@@ -130,6 +133,7 @@ pub fn run_demo(a: &DemoArgs) -> Result<DemoResult> {
     if a.shots == 0 || a.test_per_class == 0 {
         return Err(Error::invalid("demo: --shots and --test-per-class must be at least 1"));
     }
+    selected(a.methods.as_deref())?;
     let tmp = sibling(&a.out, "tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
@@ -241,10 +245,27 @@ fn replace_dir(tmp: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-const STAGES: usize = 10;
+/// Stage `i` of `of` (model and data, zero-shot, one per method, the report).
+fn stage(i: usize, of: usize, what: &str) {
+    eprintln!("\n[demo] stage {i}/{of}: {what}");
+}
 
-fn stage(i: usize, what: &str) {
-    eprintln!("\n[demo] stage {i}/{STAGES}: {what}");
+/// The plans `--methods` selects, in the table's order; an unknown key is an error
+/// listing the known ones.
+fn selected(methods: Option<&[String]>) -> Result<Vec<&'static methods::Plan>> {
+    let Some(keys) = methods else {
+        return Ok(PLANS.iter().collect());
+    };
+    for k in keys {
+        if !PLANS.iter().any(|p| p.key == k) {
+            let known: Vec<&str> = PLANS.iter().map(|p| p.key).collect();
+            return Err(Error::invalid(format!(
+                "demo --methods: unknown method '{k}'; known: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(PLANS.iter().filter(|p| keys.iter().any(|k| k == p.key)).collect())
 }
 
 /// `p` as it will be once the temporary directory `tmp` is renamed to `out`.
@@ -288,7 +309,9 @@ fn row(
 }
 
 fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
-    stage(1, "model and data");
+    let plans = selected(a.methods.as_deref())?;
+    let stages = plans.len() + 3;
+    stage(1, stages, "model and data");
     let (model_dir, model_label) = match &a.model {
         Some(d) => (d.clone(), d.display().to_string()),
         None => {
@@ -368,7 +391,7 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
         held_owner,
     };
 
-    stage(2, "zero-shot (the base model)");
+    stage(2, stages, "zero-shot (the base model)");
     let base_vision = bench.vision(&base)?;
     let b = bench.measure(&base, &tok, &base_vision, None, None)?;
     eprintln!(
@@ -408,8 +431,8 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
         ti_data,
         ti_class,
     };
-    for (i, plan) in PLANS.iter().enumerate() {
-        stage(3 + i, plan.label);
+    for (i, plan) in plans.into_iter().enumerate() {
+        stage(3 + i, stages, plan.label);
         let (s, m, note) = run_method(&ctx, plan, &tmp.join("adapters").join(plan.key))?;
         eprintln!(
             "[demo] {}: target top-1 {:.2}%, held-out zero-shot {:.2}%, retrieval R@1 {:.2}%  ({} steps, {:.1}s)",
@@ -426,7 +449,7 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
         rows.push(row(plan.key, plan.label, Some(&s), &m, &b, note));
     }
 
-    stage(STAGES, "report");
+    stage(stages, stages, "report");
     let info = serde_json::json!({
         "model_dir": if a.model.is_some() { model_dir.display().to_string() } else { "model".to_string() },
         "target": {

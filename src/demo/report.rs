@@ -5,9 +5,10 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::methods::{DEMO_FEATURE_PRESERVATION, DEMO_KGCOOP};
 use super::{DemoResult, DemoRow, MARKER, TARGET_TEMPLATE, TI_CLASS, TI_WORD};
 use crate::error::Result;
-use crate::report::chart::{bar_chart, encode_png, BarChart, BarGroup};
+use crate::report::chart::{bar_chart, encode_png, line_chart, BarChart, BarGroup, LineChart, Series, PALETTE};
 use crate::report::html::esc;
 use crate::report::{format_utc, retention_class};
 use crate::tensor::io::write_atomic;
@@ -35,6 +36,20 @@ fn description(key: &str) -> String {
                           stays as pretrained."
             .into(),
         "lora-both" => "LoRA on the query and value projections of both towers.".into(),
+        "lora-both-fp" => format!(
+            "LoRA on both towers with feature preservation (after LDIFS): the loss adds {DEMO_FEATURE_PRESERVATION} x the \
+             mean squared distance between the adapted and the frozen model's image and class-prompt embeddings on \
+             the training batch, so the update serves the target without moving what the model already knew."
+        ),
+        "prompt-kgcoop" => format!(
+            "CoOp with the KgCoOp term: the loss adds {DEMO_KGCOOP} x the mean squared distance between the learned \
+             prompts' class embeddings and the hand-crafted \"{TARGET_TEMPLATE}\" ones (computed once by the frozen \
+             model), which keeps the context useful on classes it never saw."
+        ),
+        "full-fp" => format!(
+            "Full fine-tuning with feature preservation (weight {DEMO_FEATURE_PRESERVATION}, as for LoRA), then \
+             WiSE-FT halfway back to the base weights."
+        ),
         "textual-inversion" => format!(
             "One new word, {TI_WORD}, whose token embedding is the only thing trained: the {TI_CLASS} training \
              images are captioned \"{}\" and the other classes' images with their own prompts, so the word is \
@@ -183,6 +198,11 @@ pub(super) fn write_all(dir: &Path, r: &mut DemoResult) -> Result<()> {
         let p = dir.join(name);
         write_atomic(&p, &encode_png(&bar_chart(chart), &p.display().to_string())?)?;
     }
+    let p = dir.join("frontier.png");
+    write_atomic(
+        &p,
+        &encode_png(&line_chart(&frontier(&r.rows)), &p.display().to_string())?,
+    )?;
     let results = results_json(r);
     write_atomic(
         &dir.join("results.json"),
@@ -199,6 +219,40 @@ pub(super) fn write_all(dir: &Path, r: &mut DemoResult) -> Result<()> {
         &dir.join(MARKER),
         serde_json::to_string_pretty(&marker).unwrap_or_default().as_bytes(),
     )
+}
+
+/// Target top-1 against zero-shot retention, one marker per row (up and to the right
+/// is better): the trade-off every method makes, in one picture.
+fn frontier(rows: &[DemoRow]) -> LineChart {
+    let series = rows
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            // Past the palette, the same hues again, darker.
+            let c = PALETTE[i % PALETTE.len()];
+            let k = if i < PALETTE.len() { 1.0 } else { 0.6 };
+            Series {
+                label: x.method.clone(),
+                points: vec![(x.zero_shot_retention as f64, 100.0 * x.target_top1 as f64)],
+                color: c.map(|v| (v as f32 * k) as u8),
+                faint: false,
+            }
+        })
+        .collect();
+    let lo = rows
+        .iter()
+        .map(|x| x.zero_shot_retention as f64)
+        .fold(1.0f64, f64::min)
+        .min(0.9);
+    LineChart {
+        title: "Target top-1 against zero-shot retention".into(),
+        x_label: "zero-shot retention on the held-out set (1.0 = nothing lost)".into(),
+        y_label: "target top-1 (%)".into(),
+        series,
+        x_range: Some(((lo - 0.05).max(0.0), 1.05)),
+        width: 900,
+        height: 520,
+    }
 }
 
 /// A method name split into up to two label lines under its bars.
@@ -294,7 +348,8 @@ fn html(r: &DemoResult, generated: &str) -> String {
         "<p>Retention is the held-out metric after the method divided by the base model's (1.0: nothing lost). \
          Textual inversion: recall of {:?} {} before, {} after naming it {}.</p>\n\
          <figure><img src=\"target_top1.png\" alt=\"target top-1 per method\"></figure>\n\
-         <figure><img src=\"retention.png\" alt=\"retention per method\"></figure>\n<h2>What each method trains</h2>\n<dl>\n",
+         <figure><img src=\"retention.png\" alt=\"retention per method\"></figure>\n\
+         <figure><img src=\"frontier.png\" alt=\"target top-1 against zero-shot retention, one point per method\"></figure>\n<h2>What each method trains</h2>\n<dl>\n",
         r.ti.class,
         pct(r.ti.before),
         pct(r.ti.after),

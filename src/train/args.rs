@@ -2,6 +2,7 @@
 use std::path::PathBuf;
 
 use super::method::Method;
+use super::objectives::ObjectiveWeights;
 use crate::adapt::lora::LoraConfig;
 use crate::Device;
 
@@ -20,6 +21,9 @@ pub struct TrainArgs {
     pub max_grad_norm: f32,
     pub seed: u64,
     pub max_steps: Option<usize>,
+    /// A floor on the optimizer steps for small data (the batch is then capped at a
+    /// quarter of the data and the epochs extended); None: exactly `epochs`.
+    pub min_steps: Option<usize>,
     pub ckpt_every: usize,
     pub lora: LoraConfig,
     pub n_ctx: usize,
@@ -41,6 +45,8 @@ pub struct TrainArgs {
     /// Stop after this many steps without changing the schedule (a time-boxed run that
     /// `resume` continues exactly).
     pub stop_after: Option<usize>,
+    /// Regularising terms (KgCoOp, feature preservation, reference distillation).
+    pub objectives: ObjectiveWeights,
 }
 
 /// What a run produced.
@@ -78,6 +84,7 @@ impl TrainArgs {
             max_grad_norm: 1.0,
             seed: 0,
             max_steps: None,
+            min_steps: method.default_min_steps(),
             ckpt_every: 100,
             lora: LoraConfig::default(),
             n_ctx: 16,
@@ -93,6 +100,7 @@ impl TrainArgs {
             retention_every: 50,
             resume: false,
             stop_after: None,
+            objectives: ObjectiveWeights::defaults(),
         }
     }
 }

@@ -48,4 +48,14 @@ impl Method {
             Method::LinearProbe => 0.0,
         }
     }
+    /// The default floor on optimizer steps: enough for 100-3,000 images to move the
+    /// parameters (CLIP-LoRA runs 500 x shots iterations; CoOp 50-200 epochs); None for
+    /// the linear probe, which is solved, not stepped.
+    pub fn default_min_steps(self) -> Option<usize> {
+        match self {
+            Method::Lora | Method::Full => Some(300),
+            Method::Prompt | Method::TextualInversion => Some(200),
+            Method::LinearProbe => None,
+        }
+    }
 }

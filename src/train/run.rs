@@ -21,7 +21,7 @@ use super::train_loop::{run_loop, Run};
 use crate::adapt::trainable::{Adaptation, MethodOptions};
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::{Clip, WeightStorage};
-use crate::data::training::load_training_data;
+use crate::data::training::{load_reference, load_training_data};
 use crate::error::{Error, Result};
 
 pub use super::args::{TrainArgs, TrainSummary};
@@ -82,8 +82,24 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         a.data,
         data.len()
     );
-    let objectives = Objectives::new(&model, &tok, &adaptation, &data, &a.device)?;
-    let schedule = Schedule::new(data.len(), a.batch, a.epochs, a.max_steps, a.warmup);
+    let schedule = Schedule::new(data.len(), a.batch, a.epochs, a.max_steps, a.warmup, a.min_steps);
+    eprintln!("[train] {} steps: {}", schedule.total, schedule.why);
+    a.objectives.check(&adaptation)?;
+    let reference = match &a.objectives.reference {
+        Some(spec) => Some(load_reference(spec, &model, &a.model_dir)?),
+        None => None,
+    };
+    let objectives = Objectives::new(
+        &model,
+        &base,
+        &tok,
+        &adaptation,
+        &data,
+        &a.objectives,
+        reference,
+        schedule.batch,
+        &a.device,
+    )?;
     let run = Run {
         args: &a,
         base: &base,

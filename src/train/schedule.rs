@@ -21,28 +21,58 @@ pub(crate) fn batches(n: usize, batch: usize, epoch: usize, seed: u64) -> Vec<Ve
 }
 
 /// The run's length and warmup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
     pub batch: usize,
     pub epochs: usize,
     pub total: usize,
     pub warmup: usize,
+    /// How the length was chosen, for the progress header.
+    pub why: String,
 }
 
 impl Schedule {
     /// `epochs` passes over `n` examples at `batch`, cut at `max_steps`; warmup 10 % of
     /// the steps (at most 100) unless given.
-    pub fn new(n: usize, batch: usize, epochs: usize, max_steps: Option<usize>, warmup: Option<usize>) -> Schedule {
-        let steps_per_epoch = n.div_ceil(batch);
-        let mut total = steps_per_epoch * epochs;
-        if let Some(m) = max_steps {
-            total = total.min(m);
+    ///
+    /// With a floor (`min_steps`), small data still gets enough optimizer steps: the batch
+    /// is capped at a quarter of the data (at least 4 batches an epoch) and the epochs are
+    /// extended until the run reaches the floor (`max_steps` still cuts it).
+    pub fn new(
+        n: usize,
+        batch: usize,
+        epochs: usize,
+        max_steps: Option<usize>,
+        warmup: Option<usize>,
+        min_steps: Option<usize>,
+    ) -> Schedule {
+        let (mut batch, mut epochs) = (batch, epochs);
+        let floor = min_steps.unwrap_or(0);
+        let mut why;
+        if floor > 0 {
+            batch = batch.min(n.div_ceil(4)).max(1);
+        }
+        let per_epoch = n.div_ceil(batch);
+        let mut total = per_epoch * epochs;
+        if total < floor {
+            why = format!(
+                "floor of {floor} because the data gives {per_epoch} batches/epoch of {batch} ({epochs} epochs would be {total} steps)"
+            );
+            epochs = floor.div_ceil(per_epoch);
+            total = floor;
+        } else {
+            why = format!("{epochs} epochs of {per_epoch} batches of {batch}");
+        }
+        if let Some(m) = max_steps.filter(|&m| m < total) {
+            total = m;
+            why = format!("--max-steps {m} (otherwise: {why})");
         }
         Schedule {
             batch,
             epochs,
             total,
             warmup: warmup.unwrap_or((total / 10).min(100)),
+            why,
         }
     }
 }

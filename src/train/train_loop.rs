@@ -47,6 +47,7 @@ pub(crate) fn run_loop(
         epochs,
         total,
         warmup,
+        ..
     } = r.schedule;
     let mut opt = AdamW::new(r.lr, a.weight_decay);
     opt.max_grad_norm = Some(a.max_grad_norm);
@@ -110,11 +111,13 @@ pub(crate) fn run_loop(
             let tape = Tape::new();
             let loss = r.objectives.loss(&Step {
                 model,
+                base: r.base,
                 tok: r.tok,
                 adaptation: &adaptation,
                 data: r.data,
                 tape: &tape,
                 idx: &idx,
+                step,
                 device: &a.device,
             })?;
             let l = match super::check_loss(&loss.value, step + 1) {
