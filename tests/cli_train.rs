@@ -46,6 +46,9 @@ fn train_eval_report_merge() {
             "4",
             "--batch",
             "25",
+            // The pipeline, not the schedule, is under test: exactly the 4 epochs.
+            "--min-steps",
+            "0",
         ])
         .args([
             "--lr",
