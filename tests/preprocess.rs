@@ -7,6 +7,7 @@ use cliptune::clip::preprocess::{
     load_image, normalize_u8, preprocess, preprocess_files, preprocess_rgb8, resize_crop_u8, resized_size, to_rgb8,
     PreprocessConfig, Rgb8,
 };
+use cliptune::clip::Pipeline;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
@@ -452,9 +453,12 @@ fn config_readers() {
         PreprocessConfig {
             mean: [0.5; 3],
             std: [0.5; 3],
+            pipeline: Pipeline::OpenClip,
             ..PreprocessConfig::openai(32)
         }
     );
+    let forced = PreprocessConfig::from_model_dir_with(&d, 32, Some(Pipeline::Hf)).unwrap();
+    assert_eq!(forced.pipeline, Pipeline::Hf);
     write(
         &d,
         "open_clip_config.json",
@@ -479,7 +483,10 @@ fn config_readers() {
     if tiny.join("open_clip_config.json").is_file() {
         assert_eq!(
             PreprocessConfig::from_model_dir(&tiny, 32).unwrap(),
-            PreprocessConfig::openai(32)
+            PreprocessConfig {
+                pipeline: Pipeline::OpenClip,
+                ..PreprocessConfig::openai(32)
+            }
         );
     }
 }

@@ -863,7 +863,40 @@ pub fn save_hf_checkpoint(model: &Clip, src_dir: &Path, out_dir: &Path) -> Resul
         Some(s) if s == [1] => vec![1],
         _ => vec![],
     };
-    write_hf_weights(model, &out_dir.join("model.safetensors"), &logit_shape, None)
+    // Merged weights are f32 while untouched ones may still be stored f16/bf16: every tensor is
+    // written in f32 (widening is exact) and config.json says so, so the stored dtypes and the
+    // config agree and transformers loads exactly the merged model (not a bf16 rounding of it).
+    write_hf_weights(
+        model,
+        &out_dir.join("model.safetensors"),
+        &logit_shape,
+        Some(DType::F32),
+    )?;
+    set_config_dtype(&out_dir.join("config.json"), "float32")
+}
+
+/// Sets config.json's `dtype` (transformers 5) and `torch_dtype` (transformers 4) to `name`.
+fn set_config_dtype(path: &Path, name: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::io(path.display(), format!("invalid JSON: {e}")))?;
+    let obj = cfg
+        .as_object_mut()
+        .ok_or_else(|| Error::io(path.display(), "config.json is not a JSON object"))?;
+    for key in ["dtype", "torch_dtype"] {
+        obj.insert(key.into(), serde_json::json!(name));
+    }
+    for sub in ["text_config", "vision_config"] {
+        if let Some(o) = obj.get_mut(sub).and_then(|v| v.as_object_mut()) {
+            for key in ["dtype", "torch_dtype"] {
+                if o.contains_key(key) {
+                    o.insert(key.into(), serde_json::json!(name));
+                }
+            }
+        }
+    }
+    let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::io(path.display(), e))?;
+    write_atomic(path, &bytes)
 }
 
 /// The model's weights under HF names and shapes in one safetensors file (atomic), cast to

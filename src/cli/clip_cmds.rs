@@ -5,7 +5,7 @@ use cliptune::adapt::bundle::{load_adapters_named, Adapters};
 use cliptune::clip::preprocess::{preprocess_files, PreprocessConfig};
 use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::zero_shot::{probabilities, templates, tokenize};
-use cliptune::clip::{Clip, WeightStorage};
+use cliptune::clip::{Clip, Pipeline, WeightStorage};
 use cliptune::error::ensure_finite;
 use cliptune::tensor::io::{safetensors_bytes, write_atomic, write_new};
 use cliptune::user_file::{read_capped, read_text_capped, IMAGE_MAX_BYTES, TEXT_MAX_BYTES};
@@ -15,9 +15,9 @@ fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-pub fn tokenize_cmd(model: Option<&Path>, texts: &[String]) -> Result<()> {
+pub fn tokenize_cmd(model: Option<&Path>, pipeline: Option<Pipeline>, texts: &[String]) -> Result<()> {
     let tok = match model {
-        Some(dir) => ClipTokenizer::for_model_dir(dir)?,
+        Some(dir) => ClipTokenizer::for_model_dir_with(dir, pipeline)?,
         None => ClipTokenizer::embedded()?,
     };
     for t in texts {
@@ -160,6 +160,7 @@ fn pixels_for(
     pixels: Option<&Path>,
     skip_bad: bool,
     dev: &Device,
+    pipeline: Option<Pipeline>,
 ) -> Result<Option<Pixels>> {
     let size = model.config.vision.image_size;
     if let Some(p) = pixels {
@@ -197,7 +198,7 @@ fn pixels_for(
     if images.is_empty() {
         return Ok(None);
     }
-    let cfg = PreprocessConfig::from_model_dir(dir, size)?;
+    let cfg = PreprocessConfig::from_model_dir_with(dir, size, pipeline)?;
     let (data, kept, messages) = preprocess_files(images, &cfg, skip_bad).map_err(|e| {
         if skip_bad || e.kind == cliptune::ErrorKind::Invalid {
             e
@@ -229,6 +230,7 @@ fn pixels_for(
 #[allow(clippy::too_many_arguments)]
 pub fn embed_cmd(
     dir: &Path,
+    pipeline: Option<Pipeline>,
     images: &[PathBuf],
     texts: &[String],
     pixels: Option<&Path>,
@@ -241,11 +243,11 @@ pub fn embed_cmd(
 ) -> Result<()> {
     check_out_path(out, dir, adapters, force)?;
     let mut model = Clip::load(dir, dev, WeightStorage::AsStored)?;
-    let mut tok = ClipTokenizer::for_model_dir(dir)?;
+    let mut tok = ClipTokenizer::for_model_dir_with(dir, pipeline)?;
     let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
     let mut tensors: Vec<(String, Tensor)> = vec![];
     let mut meta = std::collections::BTreeMap::new();
-    let img = match pixels_for(&model, dir, images, pixels, skip_bad, dev)? {
+    let img = match pixels_for(&model, dir, images, pixels, skip_bad, dev, pipeline)? {
         Some(p) => {
             let e = model.encode_image(&p.px, batch)?;
             eprintln!("embedded {} image(s)", e.dim(0));
@@ -332,6 +334,7 @@ pub fn embed_cmd(
 #[allow(clippy::too_many_arguments)]
 pub fn zero_shot_cmd(
     dir: &Path,
+    pipeline: Option<Pipeline>,
     classes: Vec<String>,
     template_spec: &str,
     images: &[PathBuf],
@@ -349,7 +352,7 @@ pub fn zero_shot_cmd(
     }
     let t = templates(template_spec)?;
     let mut model = Clip::load(dir, dev, WeightStorage::AsStored)?;
-    let mut tok = ClipTokenizer::for_model_dir(dir)?;
+    let mut tok = ClipTokenizer::for_model_dir_with(dir, pipeline)?;
     let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
     // With a prompt adapter the classes default to the ones it was trained on, and its
     // learned prompts replace the templates.
@@ -368,7 +371,7 @@ pub fn zero_shot_cmd(
         );
     }
     let cls = ad.class_embeddings(&model, &tok, &classes, &t, "--classes")?;
-    let p = pixels_for(&model, dir, images, None, skip_bad, dev)?.expect("images given");
+    let p = pixels_for(&model, dir, images, None, skip_bad, dev, pipeline)?.expect("images given");
     let kept = p.kept;
     let img = model.encode_image(&p.px, 32)?;
     let probs = probabilities(&model, &img, &cls)?.to_vec()?;

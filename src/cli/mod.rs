@@ -16,6 +16,7 @@ pub use library::{eval, merge, train};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use cliptune::clip::Pipeline;
 use cliptune::Result;
 
 #[derive(Parser)]
@@ -23,6 +24,10 @@ use cliptune::Result;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_pipeline(s: &str) -> std::result::Result<Pipeline, String> {
+    s.parse().map_err(|e: cliptune::Error| e.msg)
 }
 
 #[derive(Subcommand)]
@@ -45,6 +50,11 @@ enum Command {
         /// Use this model directory's tokenizer.json (default: the embedded CLIP tokenizer).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Text cleaning and image transform to reproduce: hf (transformers' CLIPTokenizer and
+        /// CLIPImageProcessor) or open_clip (ftfy + HTML unescape + Python lower-case, torchvision
+        /// resize/center-crop, alpha dropped). Default: the model directory's own layout.
+        #[arg(long, value_parser = parse_pipeline)]
+        pipeline: Option<Pipeline>,
         #[arg(required = true)]
         texts: Vec<String>,
     },
@@ -80,6 +90,11 @@ enum Command {
         /// Adapter directory to load (repeatable; see `cliptune merge` to bake LoRA in).
         #[arg(long = "adapter")]
         adapters: Vec<PathBuf>,
+        /// Text cleaning and image transform to reproduce: hf (transformers' CLIPTokenizer and
+        /// CLIPImageProcessor) or open_clip (ftfy + HTML unescape + Python lower-case, torchvision
+        /// resize/center-crop, alpha dropped). Default: the model directory's own layout.
+        #[arg(long, value_parser = parse_pipeline)]
+        pipeline: Option<Pipeline>,
     },
     /// Evaluate a model: zero-shot top-1/top-5, retrieval R@1/5/10 both ways, linear probe.
     /// DATA is a class-folder root (root/<class>/*.png), fashion-mnist:train|test[:N per
@@ -182,6 +197,11 @@ enum Command {
         /// the templates and bring its classes.
         #[arg(long = "adapter")]
         adapters: Vec<PathBuf>,
+        /// Text cleaning and image transform to reproduce: hf (transformers' CLIPTokenizer and
+        /// CLIPImageProcessor) or open_clip (ftfy + HTML unescape + Python lower-case, torchvision
+        /// resize/center-crop, alpha dropped). Default: the model directory's own layout.
+        #[arg(long, value_parser = parse_pipeline)]
+        pipeline: Option<Pipeline>,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
@@ -213,7 +233,7 @@ pub fn run() -> Result<()> {
             targets,
             out,
         }),
-        Command::Tokenize { model, texts } => clip_cmds::tokenize_cmd(model.as_deref(), &texts),
+        Command::Tokenize { model, pipeline, texts } => clip_cmds::tokenize_cmd(model.as_deref(), pipeline, &texts),
         Command::Embed {
             model,
             images,
@@ -226,11 +246,13 @@ pub fn run() -> Result<()> {
             skip_bad_images,
             batch,
             adapters,
+            pipeline,
         } => {
             let dev = cliptune::Device::select(device.parse()?)?;
             let texts = clip_cmds::gather_texts(&texts, texts_file.as_deref())?;
             clip_cmds::embed_cmd(
                 &model,
+                pipeline,
                 &images,
                 &texts,
                 pixels.as_deref(),
@@ -253,12 +275,14 @@ pub fn run() -> Result<()> {
             device,
             skip_bad_images,
             adapters,
+            pipeline,
             images,
         } => {
             let dev = cliptune::Device::select(device.parse()?)?;
             let classes = clip_cmds::read_classes(classes.as_deref(), classes_file.as_deref())?;
             clip_cmds::zero_shot_cmd(
                 &model,
+                pipeline,
                 classes,
                 &templates,
                 &images,

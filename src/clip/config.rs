@@ -52,6 +52,20 @@ pub enum Layout {
     OpenClip,
 }
 
+impl Layout {
+    /// The layout of a model directory by its config file: `config.json` (HF) first, then
+    /// `open_clip_config.json`; None when it has neither.
+    pub fn of_dir(dir: &Path) -> Option<Layout> {
+        if dir.join("config.json").exists() {
+            Some(Layout::HuggingFace)
+        } else if dir.join("open_clip_config.json").exists() {
+            Some(Layout::OpenClip)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClipConfig {
     pub vision: VisionConfig,

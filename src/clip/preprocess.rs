@@ -24,17 +24,28 @@
 //! - JPEG: decoded by `zune-jpeg` (through the `image` crate), not libjpeg-turbo; the decoded
 //!   RGB can differ by a few units per pixel (IDCT and chroma upsampling details).
 //! - CMYK JPEGs are converted to RGB by the decoder, not by PIL's naive CMYK -> RGB formula.
-//! - open_clip's own transform (torchvision on PIL) differs from HF's in three corner cases:
-//!   its center crop rounds the offset (`round((size - crop) / 2)`) where HF floors, it resizes
-//!   before converting to RGB (palette images get nearest-neighbour resizing, RGBA is resized
-//!   premultiplied), and it drops alpha instead of compositing onto white. This module always
-//!   follows HF's `CLIPImageProcessor`.
+//!
+//! With [`Pipeline::OpenClip`] (the default for open_clip model directories) the steps are
+//! open_clip's inference transform instead, torchvision's `Resize(bicubic)` + `CenterCrop` +
+//! `convert("RGB")` + `ToTensor` + `Normalize` on a PIL image:
+//! 1. resize first, in the image's own mode: RGB and grey as above; images with alpha are
+//!    resized premultiplied (PIL converts RGBA -> RGBa, resizes, converts back, all in 8-bit
+//!    integer arithmetic) and the alpha is then dropped, not composited onto white;
+//! 2. center-crop with torchvision's offsets: `round((size - crop) / 2)` (Python's round, half
+//!    to even) where HF floors, and `(crop - size) // 2` zero padding on the left/top;
+//! 3. `u8 as f32 / 255` in f32, then `(x - mean) / std`.
+//!
+//! Known differences from open_clip + PIL: palette PNGs (PIL resizes mode "P" nearest-neighbour;
+//! the `image` crate expands the palette at decode, so they are resized bicubic) and RGB PNGs
+//! with a `tRNS` colour (PIL keeps them RGB; decoded here with an alpha, so premultiplied),
+//! plus the decoder notes above.
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 use rayon::prelude::*;
 use serde_json::Value;
 
+use super::pipeline::Pipeline;
 use crate::error::{Error, Result};
 use crate::user_file::{open_regular, IMAGE_MAX_BYTES};
 
@@ -51,6 +62,8 @@ pub struct PreprocessConfig {
     pub crop: (usize, usize),
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Whose image transform to reproduce (see the module docs).
+    pub pipeline: Pipeline,
 }
 
 fn to_f32x3(v: [f64; 3]) -> [f32; 3] {
@@ -66,6 +79,7 @@ impl PreprocessConfig {
             crop: (image_size, image_size),
             mean: to_f32x3(OPENAI_CLIP_MEAN),
             std: to_f32x3(OPENAI_CLIP_STD),
+            pipeline: Pipeline::Hf,
         }
     }
 
@@ -74,7 +88,19 @@ impl PreprocessConfig {
     /// Missing keys default to OpenAI's values at `image_size`. Settings this module cannot
     /// honour (another resampling filter, no center crop, a squashing resize, a crop that is
     /// not the model's `image_size`) are an error rather than silently different inputs.
+    /// The transform is the directory layout's own ([`Pipeline::of_model_dir`]).
     pub fn from_model_dir(dir: &Path, image_size: usize) -> Result<PreprocessConfig> {
+        Self::from_model_dir_with(dir, image_size, None)
+    }
+
+    /// [`PreprocessConfig::from_model_dir`] with the pipeline overridden when given.
+    pub fn from_model_dir_with(dir: &Path, image_size: usize, pipeline: Option<Pipeline>) -> Result<PreprocessConfig> {
+        let mut cfg = Self::read_model_dir(dir, image_size)?;
+        cfg.pipeline = Pipeline::resolve(pipeline, dir);
+        Ok(cfg)
+    }
+
+    fn read_model_dir(dir: &Path, image_size: usize) -> Result<PreprocessConfig> {
         let hf = dir.join("preprocessor_config.json");
         let oc = dir.join("open_clip_config.json");
         let cfg = if hf.is_file() {
@@ -542,18 +568,44 @@ fn clip8(ss: i32) -> u8 {
 
 /// Resize (PIL BICUBIC, see the module docs) and center-crop, the 8-bit part of the pipeline:
 /// returns the crop as planar `[3, crop_h, crop_w]` bytes, zeros where the crop overhangs.
+/// The crop offsets are those of `cfg.pipeline` (HF floors, torchvision rounds).
 pub fn resize_crop_u8(img: &Rgb8, cfg: &PreprocessConfig) -> Vec<u8> {
+    resize_crop_planar(&img.data, img.width, img.height, 3, cfg)
+}
+
+/// Offset of the crop in the resized axis (`size`), as resized index = crop index + offset.
+fn crop_offset(size: usize, crop: usize, pipeline: Pipeline) -> i64 {
+    let d = size as i64 - crop as i64;
+    match pipeline {
+        // HF's center_crop: floor((size - crop) / 2), also when it pads.
+        Pipeline::Hf => d.div_euclid(2),
+        // torchvision: pads `(crop - size) // 2` on the left/top, else round((size - crop) / 2)
+        // with Python's round (half to even).
+        Pipeline::OpenClip if d < 0 => -((-d) / 2),
+        Pipeline::OpenClip => {
+            let half = d / 2;
+            if d % 2 == 1 && half % 2 == 1 {
+                half + 1
+            } else {
+                half
+            }
+        }
+    }
+}
+
+/// [`resize_crop_u8`] of interleaved 8-bit pixels with `channels` channels (1..=4): returns
+/// planar `[channels, crop_h, crop_w]` bytes.
+fn resize_crop_planar(data: &[u8], in_w: usize, in_h: usize, channels: usize, cfg: &PreprocessConfig) -> Vec<u8> {
+    let ch = channels;
     let (crop_h, crop_w) = cfg.crop;
-    let mut out = vec![0u8; 3 * crop_h * crop_w];
-    let (in_h, in_w) = (img.height, img.width);
-    if in_h == 0 || in_w == 0 || img.data.len() < in_h * in_w * 3 {
+    let mut out = vec![0u8; ch * crop_h * crop_w];
+    if in_h == 0 || in_w == 0 || data.len() < in_h * in_w * ch {
         return out;
     }
     let (out_h, out_w) = resized_size(in_h, in_w, cfg.shortest_edge);
-    // HF's center_crop: resized row/col `r + off` feeds crop row/col r, off = floor((size - crop) / 2),
-    // also when it pads (then off = -ceil((crop - size) / 2)).
-    let off_y = (out_h as i64 - crop_h as i64).div_euclid(2);
-    let off_x = (out_w as i64 - crop_w as i64).div_euclid(2);
+    // Resized row/col `r + off` feeds crop row/col r.
+    let off_y = crop_offset(out_h, crop_h, cfg.pipeline);
+    let off_x = crop_offset(out_w, crop_w, cfg.pipeline);
     let ys = off_y.max(0) as usize..((off_y + crop_h as i64).min(out_h as i64)).max(0) as usize;
     let xs = off_x.max(0) as usize..((off_x + crop_w as i64).min(out_w as i64)).max(0) as usize;
     if ys.is_empty() || xs.is_empty() {
@@ -573,44 +625,43 @@ pub fn resize_crop_u8(img: &Rgb8, cfg: &PreprocessConfig) -> Vec<u8> {
     };
     let rows = row1 - row0;
 
-    // Horizontal pass: `rows` input rows -> `nx` output columns, interleaved RGB.
-    let mut tmp = vec![0u8; rows * nx * 3];
+    // Horizontal pass: `rows` input rows -> `nx` output columns, interleaved.
+    let mut tmp = vec![0u8; rows * nx * ch];
     if out_w != in_w {
         let c = precompute_coeffs(in_w, out_w, xs.clone());
-        tmp.par_chunks_mut(nx * 3).enumerate().for_each(|(r, trow)| {
-            let src = &img.data[(row0 + r) * in_w * 3..(row0 + r + 1) * in_w * 3];
-            for (j, px) in trow.chunks_exact_mut(3).enumerate() {
+        tmp.par_chunks_mut(nx * ch).enumerate().for_each(|(r, trow)| {
+            let src = &data[(row0 + r) * in_w * ch..(row0 + r + 1) * in_w * ch];
+            for (j, px) in trow.chunks_exact_mut(ch).enumerate() {
                 let (xmin, taps) = c.bounds[j];
                 let k = &c.k[j * c.ksize..j * c.ksize + taps];
-                let half = 1i32 << (PRECISION_BITS - 1);
-                let (mut s0, mut s1, mut s2) = (half, half, half);
-                for (p, &kt) in src[xmin * 3..(xmin + taps) * 3].chunks_exact(3).zip(k) {
-                    s0 += p[0] as i32 * kt;
-                    s1 += p[1] as i32 * kt;
-                    s2 += p[2] as i32 * kt;
+                let mut s = [1i32 << (PRECISION_BITS - 1); 4];
+                for (p, &kt) in src[xmin * ch..(xmin + taps) * ch].chunks_exact(ch).zip(k) {
+                    for (sv, &pv) in s.iter_mut().zip(p) {
+                        *sv += pv as i32 * kt;
+                    }
                 }
-                px[0] = clip8(s0);
-                px[1] = clip8(s1);
-                px[2] = clip8(s2);
+                for (o, &sv) in px.iter_mut().zip(&s) {
+                    *o = clip8(sv);
+                }
             }
         });
     } else {
         for r in 0..rows {
-            let src = &img.data[(row0 + r) * in_w * 3 + xs.start * 3..(row0 + r) * in_w * 3 + xs.end * 3];
-            tmp[r * nx * 3..(r + 1) * nx * 3].copy_from_slice(src);
+            let base = (row0 + r) * in_w * ch;
+            tmp[r * nx * ch..(r + 1) * nx * ch].copy_from_slice(&data[base + xs.start * ch..base + xs.end * ch]);
         }
     }
 
     // Vertical pass: `ny` output rows from the temporary rows.
-    let mut res = vec![0u8; ny * nx * 3];
+    let mut res = vec![0u8; ny * nx * ch];
     match &vert {
-        Some(c) => res.par_chunks_mut(nx * 3).enumerate().for_each(|(i, orow)| {
+        Some(c) => res.par_chunks_mut(nx * ch).enumerate().for_each(|(i, orow)| {
             let (ymin, taps) = c.bounds[i];
             let k = &c.k[i * c.ksize..i * c.ksize + taps];
             // Row-wise accumulation (same sums, same order per pixel as PIL's tap loop).
             let mut acc = vec![1i32 << (PRECISION_BITS - 1); orow.len()];
             for (t, &kt) in k.iter().enumerate() {
-                let src = &tmp[(ymin + t - row0) * nx * 3..(ymin + t - row0 + 1) * nx * 3];
+                let src = &tmp[(ymin + t - row0) * nx * ch..(ymin + t - row0 + 1) * nx * ch];
                 for (a, &p) in acc.iter_mut().zip(src) {
                     *a += p as i32 * kt;
                 }
@@ -627,13 +678,90 @@ pub fn resize_crop_u8(img: &Rgb8, cfg: &PreprocessConfig) -> Vec<u8> {
     let dx = (xs.start as i64 - off_x) as usize;
     for y in 0..ny {
         for x in 0..nx {
-            let p = &res[(y * nx + x) * 3..(y * nx + x) * 3 + 3];
-            for ch in 0..3 {
-                out[(ch * crop_h + dy + y) * crop_w + dx + x] = p[ch];
+            let p = &res[(y * nx + x) * ch..(y * nx + x + 1) * ch];
+            for (c, &v) in p.iter().enumerate() {
+                out[(c * crop_h + dy + y) * crop_w + dx + x] = v;
             }
         }
     }
     out
+}
+
+/// PIL's `MULDIV255`: a * b / 255 rounded, in integers (RGBA -> RGBa premultiplication).
+#[inline]
+fn muldiv255(a: u8, b: u8) -> u8 {
+    let tmp = a as u32 * b as u32 + 128;
+    (((tmp >> 8) + tmp) >> 8) as u8
+}
+
+/// PIL's RGBa -> RGBA: `255 * c / alpha` (integer division, clamped), alpha 0 and 255 as is.
+#[inline]
+fn unpremultiply(c: u8, alpha: u8) -> u8 {
+    if alpha == 0 || alpha == 255 {
+        c
+    } else {
+        ((255 * c as u32) / alpha as u32).min(255) as u8
+    }
+}
+
+/// open_clip's 8-bit part (see the module docs): planar `[3, crop_h, crop_w]` bytes.
+pub fn open_clip_resize_crop_u8(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<u8> {
+    let cfg = &PreprocessConfig {
+        pipeline: Pipeline::OpenClip,
+        ..cfg.clone()
+    };
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let plane = cfg.crop.0 * cfg.crop.1;
+    let resizes = resized_size(h, w, cfg.shortest_edge) != (h, w);
+    let color = img.color();
+    if !color.has_alpha() {
+        return resize_crop_u8(&to_rgb8(img), cfg);
+    }
+    let grey = !color.has_color();
+    // 8-bit interleaved channels (grey + alpha or RGB + alpha), premultiplied when PIL resizes.
+    let (mut px, ch) = if grey {
+        (img.to_luma_alpha8().into_raw(), 2)
+    } else {
+        (img.to_rgba8().into_raw(), 4)
+    };
+    if resizes {
+        px.chunks_exact_mut(ch).for_each(|p| {
+            let a = p[ch - 1];
+            p[..ch - 1].iter_mut().for_each(|c| *c = muldiv255(*c, a));
+        });
+    }
+    let mut planar = resize_crop_planar(&px, w, h, ch, cfg);
+    if resizes {
+        let (colour, alpha) = planar.split_at_mut((ch - 1) * plane);
+        for c in 0..ch - 1 {
+            for (v, &a) in colour[c * plane..(c + 1) * plane].iter_mut().zip(alpha.iter()) {
+                *v = unpremultiply(*v, a);
+            }
+        }
+    }
+    // convert("RGB"): alpha dropped, grey replicated.
+    planar.truncate((ch - 1) * plane);
+    if grey {
+        planar = planar.repeat(3);
+    }
+    planar
+}
+
+/// open_clip's ToTensor + Normalize of planar `[3, h, w]` bytes: `(u8 as f32 / 255 - mean) / std`
+/// in f32, torch's operations.
+pub fn normalize_u8_open_clip(planar: &[u8], cfg: &PreprocessConfig) -> Vec<f32> {
+    let plane = planar.len() / 3;
+    let mut lut = [[0f32; 256]; 3];
+    for (ch, l) in lut.iter_mut().enumerate() {
+        for (u, v) in l.iter_mut().enumerate() {
+            *v = (u as f32 / 255.0 - cfg.mean[ch]) / cfg.std[ch];
+        }
+    }
+    planar
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| lut[(i / plane.max(1)).min(2)][u as usize])
+        .collect()
 }
 
 /// HF's rescale + normalize of planar `[3, h, w]` bytes: `(f32(u8 as f64 * (1/255)) - mean) / std`
@@ -656,12 +784,18 @@ pub fn normalize_u8(planar: &[u8], cfg: &PreprocessConfig) -> Vec<f32> {
 
 /// The model input for one image: `[3, crop_h, crop_w]` f32, channel-major (see module docs).
 pub fn preprocess(img: &DynamicImage, cfg: &PreprocessConfig) -> Vec<f32> {
-    preprocess_rgb8(&to_rgb8(img), cfg)
+    match cfg.pipeline {
+        Pipeline::Hf => preprocess_rgb8(&to_rgb8(img), cfg),
+        Pipeline::OpenClip => normalize_u8_open_clip(&open_clip_resize_crop_u8(img, cfg), cfg),
+    }
 }
 
 /// [`preprocess`] of an image already converted to RGB.
 pub fn preprocess_rgb8(img: &Rgb8, cfg: &PreprocessConfig) -> Vec<f32> {
-    normalize_u8(&resize_crop_u8(img, cfg), cfg)
+    match cfg.pipeline {
+        Pipeline::Hf => normalize_u8(&resize_crop_u8(img, cfg), cfg),
+        Pipeline::OpenClip => normalize_u8_open_clip(&resize_crop_u8(img, cfg), cfg),
+    }
 }
 
 /// How many unreadable images one error lists by name.

@@ -5,15 +5,32 @@
 //! NFC + whitespace collapse + lowercase, the CLIP split regex, byte-level symbols, BPE with a
 //! `</w>` end-of-word suffix, `<|startoftext|>` (49406) .. `<|endoftext|>` (49407) around every
 //! text. Its ids match transformers' `CLIPTokenizer` exactly (tests/tokenizer.rs checks them
-//! against goldens from `tools/make_tokenizer_goldens.py`). open_clip's tokenizer differs only
-//! where its ftfy/html cleaning rewrites the text first (mojibake, `&amp;`, curly quotes,
-//! full-width letters, ligatures, control characters).
+//! against goldens from `tools/make_tokenizer_goldens.py`).
+//!
+//! With [`Pipeline::OpenClip`] (the default for open_clip model directories) it reproduces
+//! open_clip's `SimpleTokenizer` instead: the text is cleaned as open_clip cleans it
+//! ([`open_clip_clean`]: ftfy, HTML unescape twice, whitespace collapse, Python lower-case),
+//! split with open_clip's regex and byte-pair encoded with the same vocabulary and merges;
+//! tests/tokenizer.rs checks the ids against goldens made by open_clip's own code.
+//!
+//! Special tokens typed in a text (the reference tokenizers differ, and we follow each):
+//! - HF: a literal `<|startoftext|>` / `<|endoftext|>` is the special token (ids 49406 /
+//!   49407), as transformers' `CLIPTokenizer` does; since the text tower reads the first
+//!   EOT, the words after a typed `<|endoftext|>` do not reach the embedding.
+//! - open_clip: `<|endoftext|>` is ordinary text (`<|`, `endoftext`, `|>`); open_clip's own
+//!   names `<start_of_text>` / `<end_of_text>` are the special tokens, and a typed
+//!   `<end_of_text>` ends the prompt the same way.
+//!
+//! [`ClipTokenizer::encode_batch`] lists the texts a typed EOT cuts short in
+//! [`TokenBatch::early_eot`] and warns on stderr, so this never happens silently.
 use std::path::Path;
 use std::sync::OnceLock;
 
 use tokenizers::normalizer::NormalizedString;
 use tokenizers::{AddedToken, Normalizer, Tokenizer};
 
+use super::pipeline::Pipeline;
+use super::text_clean::open_clip_clean;
 use crate::error::{Error, Result};
 
 const EMBEDDED_JSON: &[u8] = include_bytes!("../../assets/tokenizer.json");
@@ -33,6 +50,9 @@ pub struct TokenBatch {
     pub lengths: Vec<usize>,
     /// Indices of the texts that were longer than `context_len` and were cut (EOS kept last).
     pub truncated: Vec<usize>,
+    /// Indices of the texts that spell out the end-of-text token (see the module docs): the
+    /// text tower reads the first EOT, so their words after it are not seen.
+    pub early_eot: Vec<usize>,
 }
 
 impl TokenBatch {
@@ -67,6 +87,7 @@ pub struct ClipTokenizer {
     inner: Tokenizer,
     bos: u32,
     eos: u32,
+    pipeline: Pipeline,
 }
 
 impl std::fmt::Debug for ClipTokenizer {
@@ -75,6 +96,7 @@ impl std::fmt::Debug for ClipTokenizer {
             .field("vocab_size", &self.vocab_size())
             .field("bos", &self.bos)
             .field("eos", &self.eos)
+            .field("pipeline", &self.pipeline)
             .finish()
     }
 }
@@ -95,14 +117,32 @@ impl ClipTokenizer {
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 
-    /// The model directory's own `tokenizer.json` when it has one, else the embedded tokenizer.
+    /// The model directory's own `tokenizer.json` when it has one, else the embedded tokenizer;
+    /// with the text cleaning of the directory's layout ([`Pipeline::of_model_dir`]).
     pub fn for_model_dir(dir: &Path) -> Result<ClipTokenizer> {
+        Self::for_model_dir_with(dir, None)
+    }
+
+    /// [`ClipTokenizer::for_model_dir`] with the pipeline overridden when `pipeline` is given.
+    pub fn for_model_dir_with(dir: &Path, pipeline: Option<Pipeline>) -> Result<ClipTokenizer> {
         let path = dir.join("tokenizer.json");
-        if path.is_file() {
-            Self::from_file(&path)
+        let tok = if path.is_file() {
+            Self::from_file(&path)?
         } else {
-            Self::embedded()
-        }
+            Self::embedded()?
+        };
+        Ok(tok.with_pipeline(Pipeline::resolve(pipeline, dir)))
+    }
+
+    /// The same vocabulary with another reference pipeline's text handling.
+    pub fn with_pipeline(mut self, pipeline: Pipeline) -> ClipTokenizer {
+        self.pipeline = pipeline;
+        self
+    }
+
+    /// Whose tokenizer this one reproduces.
+    pub fn pipeline(&self) -> Pipeline {
+        self.pipeline
     }
 
     fn from_bytes(bytes: &[u8], name: &str) -> Result<ClipTokenizer> {
@@ -131,7 +171,12 @@ impl ClipTokenizer {
         };
         let bos = id(BOS_TOKEN)?;
         let eos = id(EOS_TOKEN)?;
-        let tok = ClipTokenizer { inner, bos, eos };
+        let tok = ClipTokenizer {
+            inner,
+            bos,
+            eos,
+            pipeline: Pipeline::Hf,
+        };
         // The post-processor must wrap texts in BOS..EOS (the text tower reads the EOS output).
         let probe = tok.encode("a")?;
         if probe.len() < 3 || probe[0] != bos || probe[probe.len() - 1] != eos {
@@ -145,6 +190,9 @@ impl ClipTokenizer {
 
     /// Ids of one text: BOS, BPE tokens, EOS; no padding, no truncation.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if self.pipeline == Pipeline::OpenClip {
+            return self.encode_open_clip(text);
+        }
         let enc = self
             .inner
             .encode_fast(text, true)
@@ -163,20 +211,33 @@ impl ClipTokenizer {
                 "tokenizer: context length {context_len} cannot hold BOS and EOS (need at least 2)"
             )));
         }
-        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let encodings = self
-            .inner
-            .encode_batch_fast(inputs, true)
-            .map_err(|e| Error::invalid(format!("tokenizer: cannot encode batch: {e}")))?;
+        let encodings: Vec<Vec<u32>> = match self.pipeline {
+            Pipeline::Hf => {
+                let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                self.inner
+                    .encode_batch_fast(inputs, true)
+                    .map_err(|e| Error::invalid(format!("tokenizer: cannot encode batch: {e}")))?
+                    .iter()
+                    .map(|e| e.get_ids().to_vec())
+                    .collect()
+            }
+            Pipeline::OpenClip => {
+                use rayon::prelude::*;
+                texts
+                    .par_iter()
+                    .map(|t| self.encode_open_clip(t))
+                    .collect::<Result<_>>()?
+            }
+        };
         let n = encodings.len();
         let mut batch = TokenBatch {
             ids: vec![pad_id; n * context_len],
             eot: Vec::with_capacity(n),
             lengths: Vec::with_capacity(n),
             truncated: Vec::new(),
+            early_eot: Vec::new(),
         };
-        for (i, enc) in encodings.iter().enumerate() {
-            let ids = enc.get_ids();
+        for (i, ids) in encodings.iter().enumerate() {
             let row = &mut batch.ids[i * context_len..(i + 1) * context_len];
             let len = if ids.len() > context_len {
                 row[..context_len - 1].copy_from_slice(&ids[..context_len - 1]);
@@ -191,8 +252,25 @@ impl ClipTokenizer {
                 .iter()
                 .position(|&t| t == self.eos)
                 .unwrap_or(len.saturating_sub(1));
+            if eot + 1 < len {
+                batch.early_eot.push(i);
+            }
             batch.eot.push(eot);
             batch.lengths.push(len);
+        }
+        if let Some(&first) = batch.early_eot.first() {
+            let spelled = match self.pipeline {
+                Pipeline::Hf => EOS_TOKEN,
+                Pipeline::OpenClip => OPEN_CLIP_EOT,
+            };
+            eprintln!(
+                "warning: {} text(s) spell out the end-of-text token {spelled} ({} pipeline), e.g. text {} {:?}: \
+                 the words after it do not reach the text embedding",
+                batch.early_eot.len(),
+                self.pipeline.name(),
+                first + 1,
+                short(&texts[first])
+            );
         }
         Ok(batch)
     }
@@ -378,6 +456,67 @@ impl ClipTokenizer {
         &self.inner
     }
 
+    /// open_clip's `SimpleTokenizer.encode` with BOS/EOS (see the module docs): clean, split
+    /// with its regex (its special names first), byte-pair encode each piece. Words added with
+    /// `add_words` are matched as whole words before the split, as the HF path matches them.
+    fn encode_open_clip(&self, text: &str) -> Result<Vec<u32>> {
+        let cleaned = open_clip_clean(text);
+        let mut ids = vec![self.bos];
+        let added = self.added_words();
+        let mut rest = cleaned.as_str();
+        while !rest.is_empty() {
+            let (before, word_id, after) = match find_added_word(rest, &added) {
+                Some((at, len, id)) => (&rest[..at], Some(id), &rest[at + len..]),
+                None => (rest, None, ""),
+            };
+            self.bpe_open_clip(before, &mut ids)?;
+            ids.extend(word_id);
+            rest = after;
+        }
+        ids.push(self.eos);
+        Ok(ids)
+    }
+
+    fn bpe_open_clip(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
+        use tokenizers::Model;
+        static PAT: OnceLock<regex::Regex> = OnceLock::new();
+        let pat = PAT.get_or_init(|| {
+            regex::Regex::new(
+                r"(?i)<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
+            )
+            .expect("open_clip's token regex compiles")
+        });
+        let model = self.inner.get_model();
+        for m in pat.find_iter(text) {
+            match m.as_str() {
+                OPEN_CLIP_SOT => ids.push(self.bos),
+                OPEN_CLIP_EOT => ids.push(self.eos),
+                piece => {
+                    let symbols: String = piece.bytes().map(byte_symbol).collect();
+                    let toks = model
+                        .tokenize(&symbols)
+                        .map_err(|e| Error::invalid(format!("tokenizer: cannot encode {:?}: {e}", short(piece))))?;
+                    ids.extend(toks.iter().map(|t| t.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Words added by `add_words` (not the special tokens), with their ids.
+    fn added_words(&self) -> Vec<(String, u32)> {
+        let base = self.inner.get_vocab_size(false) as u32;
+        let mut words: Vec<(String, u32)> = self
+            .inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(id, t)| *id >= base && !t.special)
+            .map(|(id, t)| (t.content, id))
+            .collect();
+        words.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        words
+    }
+
     fn normalize(&self, word: &str) -> Result<String> {
         let mut s = NormalizedString::from(word);
         if let Some(n) = self.inner.get_normalizer() {
@@ -386,6 +525,43 @@ impl ClipTokenizer {
         }
         Ok(s.get().to_string())
     }
+}
+
+/// open_clip's names for the special tokens (same ids as `<|startoftext|>` / `<|endoftext|>`).
+const OPEN_CLIP_SOT: &str = "<start_of_text>";
+const OPEN_CLIP_EOT: &str = "<end_of_text>";
+
+/// GPT-2's byte -> printable symbol map (`bytes_to_unicode`), which the BPE vocabulary uses.
+fn byte_symbol(b: u8) -> char {
+    let printable = |x: u8| matches!(x, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(b) {
+        return b as char;
+    }
+    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + n).unwrap_or('?')
+}
+
+/// The leftmost whole-word occurrence of an added word (longest first at equal position):
+/// (byte offset, byte length, id).
+fn find_added_word(text: &str, words: &[(String, u32)]) -> Option<(usize, usize, u32)> {
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut best: Option<(usize, usize, u32)> = None;
+    for (w, id) in words {
+        let mut from = 0;
+        while let Some(p) = text[from..].find(w.as_str()) {
+            let at = from + p;
+            let before = text[..at].chars().next_back();
+            let after = text[at + w.len()..].chars().next();
+            if !is_word(before) && !is_word(after) {
+                if best.is_none_or(|b| at < b.0) {
+                    best = Some((at, w.len(), *id));
+                }
+                break;
+            }
+            from = at + w.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    best
 }
 
 fn short(text: &str) -> String {
