@@ -508,7 +508,8 @@ pub fn run(spec: &BenchSpec, device: &Device, json: bool) -> Result<BenchResult>
         eprintln!("[bench] setup took {:.1} s", t_setup.elapsed().as_secs_f64());
     }
     let total = spec.warmup + spec.iters;
-    let t_loop = Instant::now();
+    let warmup_bar = crate::progress::Progress::new("bench", "warmup", spec.warmup as u64, spec.progress);
+    let mut iter_bar: Option<crate::progress::Progress> = None;
     for i in 0..total {
         if armed {
             arm_oom_report(
@@ -533,14 +534,14 @@ pub fn run(spec: &BenchSpec, device: &Device, json: bool) -> Result<BenchResult>
         if i >= spec.warmup {
             result.times.push(dt);
         }
-        if spec.progress {
-            let (phase, k, of) = if i < spec.warmup {
-                ("warmup", i + 1, spec.warmup)
-            } else {
-                ("iter", i + 1 - spec.warmup, spec.iters)
-            };
-            let eta = t_loop.elapsed().as_secs_f64() / (i + 1) as f64 * (total - i - 1) as f64;
-            eprintln!("[bench] {phase} {k}/{of}: {dt:.3} s  ETA {eta:.0} s");
+        if i < spec.warmup {
+            warmup_bar.update((i + 1) as u64, &format!("{dt:.3} s"));
+        } else {
+            // Made after the warm-up so its rate and ETA count timed iterations only.
+            let bar = iter_bar.get_or_insert_with(|| {
+                crate::progress::Progress::new("bench", "iter", spec.iters as u64, spec.progress)
+            });
+            bar.update((i + 1 - spec.warmup) as u64, &format!("{dt:.3} s"));
         }
     }
     drop(disarm);

@@ -136,6 +136,7 @@ pub mod eval;
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod nn;
+pub mod progress;
 pub mod report;
 pub mod selfcheck;
 pub mod tensor;

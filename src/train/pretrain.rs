@@ -265,11 +265,11 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
         .open(&log_path)
         .map_err(|e| Error::io(log_path.display(), e))?;
     let mut prog = Progress {
-        t0: Instant::now(),
         total,
         log,
         show: a.progress,
         label: "pretrain",
+        bar: None,
     };
 
     // Held-out metrics at `step`: one line in the log (and on the terminal).

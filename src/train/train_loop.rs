@@ -2,7 +2,6 @@
 //! cosine), AdamW with gradient clipping, the NaN stop, progress and the JSONL log,
 //! checkpoints (adapter + trainer state) every N steps and at the end, `--resume`,
 //! `--stop-after`, and the retention guard.
-use std::time::Instant;
 
 use super::args::TrainArgs;
 use super::method::Method;
@@ -70,11 +69,11 @@ pub(crate) fn run_loop(
         .open(a.out.join("train_log.jsonl"))
         .map_err(|e| Error::io(a.out.join("train_log.jsonl").display(), e))?;
     let mut prog = Progress {
-        t0: Instant::now(),
         total,
         log,
         show: a.progress,
         label: "train",
+        bar: None,
     };
     let retention = match &a.retention_set {
         Some(spec) => {
