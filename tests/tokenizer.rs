@@ -315,7 +315,7 @@ fn bad_files_name_the_file() {
 }
 
 #[test]
-fn ten_thousand_captions_quickly() {
+fn ten_thousand_captions_batch_equals_one_by_one() {
     let t = tok();
     let words = [
         "a", "photo", "of", "the", "dog", "cat", "red", "running", "beach", "city", "street", "night", "snow",
@@ -330,13 +330,11 @@ fn ten_thousand_captions_quickly() {
                 + &format!(" number {i}.")
         })
         .collect();
-    let _ = t.encode_batch(&texts[..100], 77, 0).unwrap(); // warm the thread pool
-    let start = std::time::Instant::now();
+    // Speed belongs in benchmarks (tests must hold on a loaded machine); here the
+    // parallel batch path must give every row exactly what the one-text path gives.
     let b = t.encode_batch(&texts, 77, 0).unwrap();
-    let dt = start.elapsed();
-    eprintln!("encode_batch: 10k captions in {dt:?}");
     assert_eq!(b.len(), 10_000);
-    assert_eq!(&b.row(1234)[..b.lengths[1234]], &t.encode(&texts[1234]).unwrap()[..]);
-    // Generous bound for shared CI cores; typically well under a second.
-    assert!(dt.as_secs_f64() < 3.0, "10k captions took {dt:?}");
+    for i in (0..10_000).step_by(97) {
+        assert_eq!(&b.row(i)[..b.lengths[i]], &t.encode(&texts[i]).unwrap()[..], "row {i}");
+    }
 }
