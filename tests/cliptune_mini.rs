@@ -98,7 +98,9 @@ fn the_binary_embeds_cliptune_mini_and_the_default_demo_runs() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = j["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 8);
+    // Eight plain rows and the three regularised ones (CoOp + KgCoOp, LoRA both and full
+    // with feature preservation).
+    assert_eq!(rows.len(), 11, "{rows:?}");
     // The base row is the shipped model: its held-out zero-shot top-1 is the model card's.
     let base = &rows[0];
     let card: serde_json::Value =
