@@ -102,6 +102,7 @@
 //! let run = cliptune::cli::train(&args(&[
 //!     "--method", "lora", "--model", &model, "--data", &captions, "--out", &lora,
 //!     "--rank", "4", "--epochs", "2", "--batch", "4", "--seed", "1", "--device", "cpu",
+//!     "--min-steps", "0", // exactly the epochs asked, no small-data step floor
 //! ]))?;
 //! assert_eq!(run.steps, 2);
 //!

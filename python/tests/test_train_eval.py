@@ -6,7 +6,8 @@ import json
 import cliptune
 from conftest import CAPTIONS, CLASSES, TINY_HF, cli
 
-LORA = dict(epochs=3, batch=4, seed=5, rank=4, targets="q,v,fc1", lr=1e-3, device="cpu")
+# min_steps=0: exactly the epochs asked (no small-data step floor), so steps == 3.
+LORA = dict(epochs=3, batch=4, seed=5, rank=4, targets="q,v,fc1", lr=1e-3, device="cpu", min_steps=0)
 
 
 def _cli_flags(opts):
