@@ -135,10 +135,11 @@ fn fixture(rel: &str) -> String {
 
 /// A fresh directory per test.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-objectives-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-objectives-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 /// The arguments the golden runs were made with (`cliptune train --seed 3 --device cpu`
