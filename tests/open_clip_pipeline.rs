@@ -124,7 +124,11 @@ fn open_clip_batch_truncates_pads_and_reports_typed_eot() {
 
 #[test]
 fn pipeline_follows_the_layout_and_can_be_overridden() {
-    let d = tempfile::Builder::new().prefix("cliptune-ocpipe-").tempdir().unwrap().keep();
+    let d = tempfile::Builder::new()
+        .prefix("cliptune-ocpipe-")
+        .tempdir()
+        .unwrap()
+        .keep();
     let oc = d.join("oc");
     let hf = d.join("hf");
     std::fs::create_dir_all(&oc).unwrap();
