@@ -268,6 +268,69 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
+/// `--backend vulkan|metal|dx12|gl`: the native API a GPU device must use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GpuApi {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl GpuApi {
+    pub const ALL: [GpuApi; 4] = [GpuApi::Vulkan, GpuApi::Metal, GpuApi::Dx12, GpuApi::Gl];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuApi::Vulkan => "vulkan",
+            GpuApi::Metal => "metal",
+            GpuApi::Dx12 => "dx12",
+            GpuApi::Gl => "gl",
+        }
+    }
+
+    pub fn wgpu_backend(self) -> ::wgpu::Backend {
+        match self {
+            GpuApi::Vulkan => ::wgpu::Backend::Vulkan,
+            GpuApi::Metal => ::wgpu::Backend::Metal,
+            GpuApi::Dx12 => ::wgpu::Backend::Dx12,
+            GpuApi::Gl => ::wgpu::Backend::Gl,
+        }
+    }
+
+    pub fn from_wgpu(b: ::wgpu::Backend) -> Option<GpuApi> {
+        GpuApi::ALL.into_iter().find(|a| a.wgpu_backend() == b)
+    }
+}
+
+impl std::str::FromStr for GpuApi {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(GpuApi::Vulkan),
+            "metal" => Ok(GpuApi::Metal),
+            "dx12" | "d3d12" => Ok(GpuApi::Dx12),
+            "gl" | "gles" | "opengl" => Ok(GpuApi::Gl),
+            _ => Err(Error::invalid(format!(
+                "--backend: expected vulkan, metal, dx12 or gl, got '{s}'"
+            ))),
+        }
+    }
+}
+
+/// The `--backend` given on the command line; set once by the CLI before any device is
+/// chosen, so every subcommand's `--device` honours it without threading it through.
+static CLI_API: std::sync::OnceLock<GpuApi> = std::sync::OnceLock::new();
+
+/// Record the command line's `--backend` (the binary calls this once, first).
+pub fn set_cli_api(api: GpuApi) {
+    let _ = CLI_API.set(api);
+}
+
+pub fn cli_api() -> Option<GpuApi> {
+    CLI_API.get().copied()
+}
+
 static CPU: cpu::CpuBackend = cpu::CpuBackend;
 
 impl Device {
@@ -298,13 +361,24 @@ impl Device {
     }
 
     /// Pick a device. `Auto` takes a real GPU adapter and otherwise the CPU backend:
-    /// a software rasteriser (lavapipe, WARP, SwiftShader) is slower than our CPU
-    /// kernels, so it is used only when asked for explicitly with `Gpu`.
+    /// a software rasteriser (lavapipe, llvmpipe, WARP, SwiftShader) is slower than our
+    /// CPU kernels, so it is used only when asked for explicitly with `Gpu`. The CLI's
+    /// `--backend` (see [`set_cli_api`]) restricts the GPU to that API.
     pub fn select(choice: DeviceChoice) -> Result<Device> {
-        match choice {
-            DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Gpu => Ok(Device::Gpu(wgpu::GpuBackend::new(true)?)),
-            DeviceChoice::Auto => match wgpu::GpuBackend::new(false) {
+        Device::select_api(choice, cli_api())
+    }
+
+    /// [`Device::select`] with an explicit API. Naming an API with `Auto` means a GPU
+    /// of that API is wanted, so software adapters count and there is no CPU fallback.
+    pub fn select_api(choice: DeviceChoice, api: Option<GpuApi>) -> Result<Device> {
+        match (choice, api) {
+            (DeviceChoice::Cpu, Some(a)) => Err(Error::invalid(format!(
+                "--backend {} selects a GPU API but --device is cpu; drop one of them",
+                a.name()
+            ))),
+            (DeviceChoice::Cpu, None) => Ok(Device::Cpu),
+            (DeviceChoice::Gpu, _) | (DeviceChoice::Auto, Some(_)) => Ok(Device::Gpu(wgpu::GpuBackend::new(true, api)?)),
+            (DeviceChoice::Auto, None) => match wgpu::GpuBackend::new(false, None) {
                 Ok(g) => Ok(Device::Gpu(g)),
                 Err(_) => Ok(Device::Cpu),
             },
@@ -313,6 +387,11 @@ impl Device {
 
     /// Any GPU adapter, software ones included (tests run the WGSL kernels on lavapipe).
     pub fn gpu_any() -> Result<Device> {
-        Device::select(DeviceChoice::Gpu)
+        Device::select_api(DeviceChoice::Gpu, None)
+    }
+
+    /// The best adapter of one API, software ones included (tests pin Vulkan and GL).
+    pub fn gpu_on(api: GpuApi) -> Result<Device> {
+        Device::select_api(DeviceChoice::Gpu, Some(api))
     }
 }

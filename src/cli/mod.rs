@@ -22,6 +22,10 @@ use cliptune::Result;
 #[derive(Parser)]
 #[command(name = "cliptune", version, about = "Fine-tune CLIP without breaking it")]
 struct Cli {
+    /// GPU API for every --device choice that uses a GPU: vulkan, metal, dx12 or gl
+    /// (default: the best adapter of any API).
+    #[arg(long, global = true, value_name = "API")]
+    backend: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -209,6 +213,9 @@ enum Command {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(api) = &cli.backend {
+        cliptune::backend::set_cli_api(api.parse()?);
+    }
     match cli.command {
         Command::Devices { json } => devices::run(json),
         Command::Check { device } => {

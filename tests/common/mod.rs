@@ -2,22 +2,43 @@
 #![allow(dead_code)]
 use std::sync::OnceLock;
 
-use cliptune::backend::Device;
+use cliptune::backend::{Device, GpuApi};
 use cliptune::Tensor;
 
-/// The WGSL device (lavapipe in CI). Without an adapter the test fails, loudly:
-/// a WGSL test that silently skips would hide every GPU bug.
+/// The GPU API this test binary runs its WGSL tests on. tests/kernel_gl.rs compiles
+/// every kernel test file again as one binary, `kernel_gl`, which pins GL (llvmpipe
+/// through EGL in CI); every other binary pins Vulkan (lavapipe) when `CI=true`, and
+/// elsewhere takes the best adapter of any API. So each kernel test runs on both CI
+/// backends without a loop in every test.
+pub fn gpu_api() -> Option<GpuApi> {
+    if env!("CARGO_CRATE_NAME") == "kernel_gl" {
+        Some(GpuApi::Gl)
+    } else if std::env::var("CI").as_deref() == Ok("true") {
+        Some(GpuApi::Vulkan)
+    } else {
+        None
+    }
+}
+
+/// The WGSL device of this binary (see [`gpu_api`]). Without that adapter the test
+/// fails, loudly: a WGSL test that silently skips would hide every GPU bug.
 pub fn gpu() -> Device {
     static GPU: OnceLock<Device> = OnceLock::new();
     GPU.get_or_init(|| {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
-        match Device::gpu_any() {
+        let api = gpu_api();
+        let found = match api {
+            Some(a) => Device::gpu_on(a),
+            None => Device::gpu_any(),
+        };
+        match found {
             Ok(d) => {
                 eprintln!("WGSL tests run on adapter: {}", d.name());
                 d
             }
             Err(e) => panic!(
-                "NO GPU ADAPTER: the WGSL kernels cannot be tested ({e}). Install mesa-vulkan-drivers libvulkan1 (lavapipe)."
+                "NO {} ADAPTER: the WGSL kernels cannot be tested ({e}). On Debian install mesa-vulkan-drivers libvulkan1 (lavapipe) and libegl1 libgl1-mesa-dri libegl-mesa0 (llvmpipe GL).",
+                api.map_or("GPU", |a| a.name())
             ),
         }
     })

@@ -1,7 +1,10 @@
-//! The wgpu device: adapter choice, pipeline cache, buffer pool, batched dispatch.
+//! The wgpu device: opening it on the chosen adapter, the buffer pool, uploads,
+//! readback and errors. Adapter choice is `adapters.rs`, recording dispatches
+//! `dispatch.rs`.
 //!
-//! Dispatches are recorded into one pending command encoder and submitted together
-//! (a submit round trip costs 70-260 us on lavapipe); the only waits are readbacks.
+//! Dispatches are recorded into one pending command encoder, inside one open compute
+//! pass, and submitted together (a submit round trip costs 70-260 us on lavapipe); the
+//! only waits are readbacks.
 //! Freed buffers go back to a pool keyed by their size class. A pooled buffer may be
 //! reused by a later dispatch while earlier, still-queued dispatches read it: that is
 //! safe because queue order is execution order. Uploads therefore never use
@@ -9,14 +12,13 @@
 //! make a fresh buffer initialised at creation.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
 use wgpu::util::DeviceExt;
 
+use super::adapters::{all_adapters, compiled_apis, compute_shaders, is_software};
+use super::dispatch::{Kernel, KernelKey, Pending, MAX_PENDING, PARAMS_SLOT};
+use super::requirements;
+use crate::backend::GpuApi;
 use crate::error::{Error, Result};
-
-/// Submit after this many recorded dispatches even without a readback, so the
-/// GPU starts working while the host keeps recording.
-const MAX_PENDING: usize = 64;
 
 pub struct GpuBackend {
     pub device: wgpu::Device,
@@ -24,18 +26,22 @@ pub struct GpuBackend {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    pipelines: Mutex<HashMap<(usize, &'static str), Arc<wgpu::ComputePipeline>>>,
-    pool: Pool,
-    pending: Mutex<Pending>,
+    pub(super) pipelines: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
+    pub(super) bind_groups: Mutex<HashMap<(KernelKey, Vec<wgpu::Buffer>), wgpu::BindGroup>>,
+    pub(super) uniforms: wgpu::Buffer,
+    pub(super) slot: u64,
+    pub(super) trusted: bool,
+    /// `CLIPTUNE_GPU_DISPATCH=legacy`: the old per-dispatch path (a new uniform buffer,
+    /// bind group and compute pass per dispatch, bounds-checked shaders), kept to
+    /// measure the dispatch path against (docs/PERFORMANCE.md).
+    pub(super) legacy: bool,
+    pub(super) pool: Pool,
+    pub(super) pending: Mutex<Pending>,
     pub stats: Mutex<GpuStats>,
-    me: std::sync::Weak<GpuBackend>,
-    errors: Arc<Mutex<Option<String>>>,
-}
-
-#[derive(Default)]
-struct Pending {
-    encoder: Option<wgpu::CommandEncoder>,
-    count: usize,
+    pub(super) me: std::sync::Weak<GpuBackend>,
+    pub(super) errors: Arc<Mutex<Option<String>>>,
+    /// Stats at the last readback, for `CLIPTUNE_GPU_STATS=1`'s per-readback deltas.
+    pub(super) reported: Mutex<Option<GpuStats>>,
 }
 
 /// Counters for benchmarks and tests.
@@ -46,6 +52,18 @@ pub struct GpuStats {
     pub bytes_live: u64,
     pub bytes_peak: u64,
     pub pool_hits: u64,
+    /// Pipelines and bind groups created (a steady-state step should create none).
+    pub pipelines: u64,
+    pub bind_groups: u64,
+    /// Host time spent recording dispatches (lookups, binding, encoding), in ns.
+    pub dispatch_host_ns: u64,
+}
+
+impl GpuStats {
+    /// Host microseconds per dispatch.
+    pub fn us_per_dispatch(&self) -> f64 {
+        self.dispatch_host_ns as f64 / 1e3 / self.dispatches.max(1) as f64
+    }
 }
 
 /// A device buffer owned by a tensor. Dropping it returns the buffer to the pool.
@@ -74,56 +92,6 @@ impl Drop for GpuStorage {
     }
 }
 
-/// Adapter facts for `cliptune devices`.
-#[derive(Clone, Debug)]
-pub struct AdapterReport {
-    pub name: String,
-    pub backend: String,
-    pub device_type: String,
-    pub driver: String,
-    pub max_storage_binding: u64,
-    pub max_buffer: u64,
-    pub max_workgroup_invocations: u32,
-    pub max_shared_memory: u32,
-    pub software: bool,
-}
-
-fn instance() -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = wgpu::Backends::PRIMARY;
-    wgpu::Instance::new(desc)
-}
-
-fn is_software(info: &wgpu::AdapterInfo) -> bool {
-    info.device_type == wgpu::DeviceType::Cpu
-        || info.name.to_lowercase().contains("llvmpipe")
-        || info.name.to_lowercase().contains("swiftshader")
-}
-
-/// Every adapter the instance sees (for `cliptune devices`).
-pub fn list_adapters() -> Vec<AdapterReport> {
-    let inst = instance();
-    let adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::PRIMARY));
-    adapters
-        .iter()
-        .map(|a| {
-            let info = a.get_info();
-            let l = a.limits();
-            AdapterReport {
-                name: info.name.clone(),
-                backend: format!("{:?}", info.backend),
-                device_type: format!("{:?}", info.device_type),
-                driver: format!("{} {}", info.driver, info.driver_info),
-                max_storage_binding: l.max_storage_buffer_binding_size as u64,
-                max_buffer: l.max_buffer_size,
-                max_workgroup_invocations: l.max_compute_invocations_per_workgroup,
-                max_shared_memory: l.max_compute_workgroup_storage_size,
-                software: is_software(&info),
-            }
-        })
-        .collect()
-}
-
 /// Round a byte size up to its pool class: 256 B granularity below 1 MiB, then
 /// powers of two up to 2^1/4 steps, so reuse is likely without wasting much.
 fn size_class(bytes: u64) -> u64 {
@@ -139,24 +107,66 @@ fn size_class(bytes: u64) -> u64 {
 }
 
 impl GpuBackend {
-    /// `allow_software`: accept lavapipe/WARP (tests and `--device gpu`); `auto` does not.
-    pub fn new(allow_software: bool) -> Result<Arc<GpuBackend>> {
-        let inst = instance();
-        let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::PRIMARY));
-        if adapters.is_empty() {
-            return Err(Error::device(
-                "no GPU adapter found (Vulkan/Metal/DX12); on Debian install mesa-vulkan-drivers libvulkan1 for lavapipe, or use --device cpu",
-            ));
+    /// `allow_software`: accept lavapipe/llvmpipe/WARP (tests and `--device gpu`); `auto`
+    /// does not. `api`: only adapters of that API (`--backend`). Adapters whose limits
+    /// cannot run every kernel are passed over, and named when nothing else is left.
+    pub fn new(allow_software: bool, api: Option<GpuApi>) -> Result<Arc<GpuBackend>> {
+        if let Some(api) = api {
+            if !compiled_apis().contains(&api) {
+                let have: Vec<&str> = compiled_apis().iter().map(|a| a.name()).collect();
+                return Err(Error::device(format!(
+                    "--backend {}: this build of cliptune has no {} support on this platform (compiled: {})",
+                    api.name(),
+                    api.name(),
+                    have.join(", ")
+                )));
+            }
         }
-        // Prefer discrete, then integrated, then anything else.
-        adapters.sort_by_key(|a| match a.get_info().device_type {
-            wgpu::DeviceType::DiscreteGpu => 0,
-            wgpu::DeviceType::IntegratedGpu => 1,
-            wgpu::DeviceType::VirtualGpu => 2,
-            wgpu::DeviceType::Other => 3,
-            wgpu::DeviceType::Cpu => 4,
-        });
-        let adapter = adapters.remove(0);
+        let mut adapters = all_adapters();
+        let seen: Vec<String> = adapters
+            .iter()
+            .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend))
+            .collect();
+        if let Some(api) = api {
+            adapters.retain(|a| a.get_info().backend == api.wgpu_backend());
+        }
+        if adapters.is_empty() {
+            let hint = match api {
+                Some(GpuApi::Gl) => "on Debian install libegl1 libgl1-mesa-dri libegl-mesa0 for llvmpipe",
+                Some(GpuApi::Vulkan) | None => {
+                    "on Debian install mesa-vulkan-drivers libvulkan1 for lavapipe, or use --device cpu"
+                }
+                Some(_) => "pick another --backend, or use --device cpu",
+            };
+            let what = api.map_or("GPU adapter (Vulkan/Metal/DX12/GL)".to_string(), |a| format!("{} adapter", a.name()));
+            let others = if seen.is_empty() {
+                String::new()
+            } else {
+                format!(" (adapters of other APIs: {})", seen.join(", "))
+            };
+            return Err(Error::device(format!("no {what} found{others}; {hint}")));
+        }
+        // Best-ranked adapter that can run every kernel; the first refusal is reported
+        // when none can.
+        let mut refusal = None;
+        let mut chosen = None;
+        for a in adapters {
+            let info = a.get_info();
+            match requirements::check_adapter(&info.name, &a.limits(), compute_shaders(&a)) {
+                Ok(()) => {
+                    chosen = Some(a);
+                    break;
+                }
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        let adapter = match (chosen, refusal) {
+            (Some(a), _) => a,
+            (None, Some(e)) => return Err(e),
+            (None, None) => unreachable!("adapters is not empty"),
+        };
         let info = adapter.get_info();
         if !allow_software && is_software(&info) {
             return Err(Error::device(format!(
@@ -184,6 +194,28 @@ impl GpuBackend {
                 *slot = Some(e.to_string());
             }
         }));
+        let sink = errors.clone();
+        let adapter_name = info.name.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            // Dropping the device at exit also reports "lost"; only a real loss is an error.
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                let mut slot = sink.lock().unwrap();
+                slot.get_or_insert(format!(
+                    "the GPU device '{adapter_name}' was lost ({reason:?}: {msg}); results of this run are incomplete, rerun (or use --device cpu)"
+                ));
+            }
+        });
+        let align = limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        let slot = PARAMS_SLOT.div_ceil(align) * align;
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params ring"),
+            size: slot * MAX_PENDING as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let legacy = std::env::var("CLIPTUNE_GPU_DISPATCH").as_deref() == Ok("legacy");
+        // CLIPTUNE_GPU_CHECKED=1 keeps naga's bounds checks (debugging a kernel).
+        let trusted = !legacy && std::env::var("CLIPTUNE_GPU_CHECKED").map_or(true, |v| v != "1");
         Ok(Arc::new_cyclic(|me| GpuBackend {
             me: me.clone(),
             errors,
@@ -193,10 +225,23 @@ impl GpuBackend {
             limits,
             features: wanted,
             pipelines: Mutex::new(HashMap::new()),
+            bind_groups: Mutex::new(HashMap::new()),
+            uniforms,
+            slot,
+            trusted,
+            legacy,
             pool: Pool::default(),
             pending: Mutex::new(Pending::default()),
             stats: Mutex::new(GpuStats::default()),
+            reported: Mutex::new(
+                (std::env::var("CLIPTUNE_GPU_STATS").as_deref() == Ok("1")).then(GpuStats::default),
+            ),
         }))
+    }
+
+    /// The native API this device runs on.
+    pub fn api(&self) -> Option<GpuApi> {
+        GpuApi::from_wgpu(self.info.backend)
     }
 
     /// This backend as a `Device`, for wrapping kernel outputs into tensors.
@@ -295,10 +340,7 @@ impl GpuBackend {
                     usage: wgpu::BufferUsages::COPY_SRC,
                 });
                 let mut pending = self.pending.lock().unwrap();
-                let enc = pending.encoder.get_or_insert_with(|| {
-                    self.device
-                        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-                });
+                let enc = self.encoder(&mut pending);
                 enc.copy_buffer_to_buffer(&staging, 0, &buf, 0, copy_len);
                 pending.count += 1;
             }
@@ -321,10 +363,6 @@ impl GpuBackend {
     }
 }
 
-/// WGSL shared by every kernel file (index helpers, half unpacking); prepended at
-/// pipeline creation.
-const COMMON_WGSL: &str = include_str!("../../../shaders/common.wgsl");
-
 /// Maximum workgroups along one dispatch dimension (WebGPU's portable limit).
 pub const MAX_GROUPS: u32 = 65535;
 
@@ -341,148 +379,12 @@ pub fn grid_1d(n: usize, per_group: usize) -> [u32; 3] {
 }
 
 impl GpuBackend {
-    fn pipeline(
-        &self,
-        src: &'static str,
-        entry: &'static str,
-        n_in: usize,
-        n_out: usize,
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let key = (src.as_ptr() as usize, entry);
-        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
-            return Ok(p.clone());
-        }
-        // Shader bugs become errors naming the kernel, not a validation panic.
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(entry),
-            source: wgpu::ShaderSource::Wgsl(format!("{COMMON_WGSL}\n{src}").into()),
-        });
-        let mut entries = vec![wgpu::BindGroupLayoutEntry {
-            binding: 0,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        }];
-        for i in 0..n_in + n_out {
-            entries.push(wgpu::BindGroupLayoutEntry {
-                binding: 1 + i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: i < n_in },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            });
-        }
-        let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(entry),
-            entries: &entries,
-        });
-        let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(entry),
-            bind_group_layouts: &[Some(&bgl)],
-            immediate_size: 0,
-        });
-        let p = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&layout),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        }));
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::device(format!("building WGSL kernel '{entry}': {e}")));
-        }
-        self.pipelines.lock().unwrap().insert(key, p.clone());
-        Ok(p)
-    }
-
     /// Fail with the first validation error wgpu reported outside an error scope.
-    fn check_errors(&self, what: &str) -> Result<()> {
+    pub(super) fn check_errors(&self, what: &str) -> Result<()> {
         if let Some(e) = self.errors.lock().unwrap().take() {
             return Err(Error::device(format!("{what}: GPU validation error: {e}")));
         }
         Ok(())
-    }
-
-    /// Record one dispatch of `entry` in WGSL file `src`.
-    ///
-    /// Binding convention (every kernel file follows it): `@binding(0)` is a uniform
-    /// holding `params` (a `#[repr(C)]` Pod struct, padded here to 16 bytes);
-    /// `@binding(1..)` are the `inputs` (read-only storage) followed by the `outputs`
-    /// (read_write storage), in order.
-    pub fn dispatch<P: bytemuck::Pod>(
-        &self,
-        src: &'static str,
-        entry: &'static str,
-        params: &P,
-        inputs: &[&GpuStorage],
-        outputs: &[&GpuStorage],
-        groups: [u32; 3],
-    ) -> Result<()> {
-        if groups.iter().any(|&g| g > MAX_GROUPS) {
-            return Err(Error::limit(format!(
-                "{entry}: workgroup grid {groups:?} exceeds {MAX_GROUPS} per dimension"
-            )));
-        }
-        let pipeline = self.pipeline(src, entry, inputs.len(), outputs.len())?;
-        let mut bytes = bytemuck::bytes_of(params).to_vec();
-        bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
-        let ubuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: &bytes,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: ubuf.as_entire_binding(),
-        }];
-        for (i, s) in inputs.iter().chain(outputs.iter()).enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: 1 + i as u32,
-                resource: s.buffer().as_entire_binding(),
-            });
-        }
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(entry),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let mut pending = self.pending.lock().unwrap();
-        let enc = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-        });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(entry),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        }
-        pending.count += 1;
-        self.stats.lock().unwrap().dispatches += 1;
-        if pending.count >= MAX_PENDING {
-            self.submit_locked(&mut pending);
-        }
-        Ok(())
-    }
-
-    fn submit_locked(&self, pending: &mut Pending) {
-        if let Some(enc) = pending.encoder.take() {
-            self.queue.submit([enc.finish()]);
-            self.stats.lock().unwrap().submits += 1;
-        }
-        pending.count = 0;
     }
 
     /// Submit everything recorded so far.
@@ -517,10 +419,7 @@ impl GpuBackend {
         });
         {
             let mut pending = self.pending.lock().unwrap();
-            let enc = pending.encoder.get_or_insert_with(|| {
-                self.device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-            });
+            let enc = self.encoder(&mut pending);
             enc.copy_buffer_to_buffer(src.buffer(), 0, &staging, 0, size);
             self.submit_locked(&mut pending);
         }
@@ -545,7 +444,35 @@ impl GpuBackend {
         };
         staging.unmap();
         self.check_errors("reading back from the GPU")?;
+        self.report_stats();
         Ok(out)
+    }
+
+    /// With `CLIPTUNE_GPU_STATS=1`, one stderr line per readback with the dispatches,
+    /// submits and host time since the previous one (a training step reads its loss
+    /// once, so each line is one step's dispatch cost).
+    fn report_stats(&self) {
+        let Some(last) = &mut *self.reported.lock().unwrap() else {
+            return;
+        };
+        let now = self.stats();
+        let d = GpuStats {
+            dispatches: now.dispatches - last.dispatches,
+            submits: now.submits - last.submits,
+            pipelines: now.pipelines - last.pipelines,
+            bind_groups: now.bind_groups - last.bind_groups,
+            dispatch_host_ns: now.dispatch_host_ns - last.dispatch_host_ns,
+            ..Default::default()
+        };
+        eprintln!(
+            "gpu stats since last readback: {} dispatches, {} submits, {} new pipelines, {} new bind groups, {:.1} us host per dispatch",
+            d.dispatches,
+            d.submits,
+            d.pipelines,
+            d.bind_groups,
+            d.us_per_dispatch()
+        );
+        *last = now;
     }
 
     pub fn stats(&self) -> GpuStats {

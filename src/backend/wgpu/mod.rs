@@ -1,16 +1,21 @@
-//! The WGSL backend. `context.rs` owns the device, pool and dispatch; each other
-//! file is the launch code of one kernel family whose WGSL is `shaders/<same name>.wgsl`
+//! The WGSL backend. `context.rs` owns the device and pool, `adapters.rs` the adapter
+//! choice, `dispatch.rs` recording dispatches, `requirements.rs` what each kernel needs
+//! of an adapter; each other file is the launch code of one kernel family whose WGSL is `shaders/<same name>.wgsl`
 //! and whose CPU twin is `backend/cpu/<same name>.rs`.
+mod adapters;
 mod attention;
 mod context;
+mod dispatch;
 mod contrastive_loss;
 mod elementwise;
 mod matmul;
 mod memory;
 mod norms;
 mod optim;
+pub mod requirements;
 
-pub use context::{grid_1d, list_adapters, AdapterReport, GpuBackend, GpuStats, GpuStorage, MAX_GROUPS};
+pub use adapters::{compiled_apis, list_adapters, AdapterReport};
+pub use context::{grid_1d, GpuBackend, GpuStats, GpuStorage, MAX_GROUPS};
 
 use crate::backend::*;
 use crate::error::Result;
