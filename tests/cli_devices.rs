@@ -25,7 +25,10 @@ fn devices_lists_the_cpu_and_is_quiet_without_a_display() {
 fn cliptune(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cliptune"))
         .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .env(
+            "XDG_RUNTIME_DIR",
+            std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+        )
         .output()
         .unwrap();
     (
@@ -50,13 +53,25 @@ fn devices_lists_vulkan_and_gl_adapters_with_kernel_limits() {
     }
     assert!(stdout.contains("storage buffers per stage"), "{stdout}");
     assert!(stdout.contains("KiB workgroup memory"), "{stdout}");
-    assert!(stdout.contains("kernels that run here: memory, elementwise, norms, matmul, attention, contrastive_loss, optim"), "{stdout}");
+    assert!(
+        stdout
+            .contains("kernels that run here: memory, elementwise, norms, matmul, attention, contrastive_loss, optim"),
+        "{stdout}"
+    );
     let (ok, json, stderr) = cliptune(&["devices", "--json"]);
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let adapters = v["adapters"].as_array().unwrap();
-    assert!(adapters.iter().any(|a| a["backend"] == "gl" && a["max_storage_buffers_per_stage"].as_u64().unwrap() >= 8), "{json}");
-    assert!(v["compiled_backends"].as_array().unwrap().iter().any(|b| b == "gl"), "{json}");
+    assert!(
+        adapters
+            .iter()
+            .any(|a| a["backend"] == "gl" && a["max_storage_buffers_per_stage"].as_u64().unwrap() >= 8),
+        "{json}"
+    );
+    assert!(
+        v["compiled_backends"].as_array().unwrap().iter().any(|b| b == "gl"),
+        "{json}"
+    );
 }
 
 /// `cliptune check` passes on each CI backend, and says which adapter it used.
@@ -66,7 +81,10 @@ fn check_passes_on_vulkan_and_on_gl() {
         let (ok, stdout, stderr) = cliptune(&["check", "--backend", api]);
         assert!(ok, "check --backend {api} failed:\n{stdout}\n{stderr}");
         let first = stdout.lines().next().unwrap_or("");
-        assert!(first.starts_with("device: ") && first.contains(marker), "not on {api}: {first}");
+        assert!(
+            first.starts_with("device: ") && first.contains(marker),
+            "not on {api}: {first}"
+        );
         assert!(!stdout.contains("FAIL"), "{stdout}");
     }
 }
@@ -74,13 +92,22 @@ fn check_passes_on_vulkan_and_on_gl() {
 #[test]
 fn a_bad_or_missing_backend_is_a_clear_error() {
     let (ok, _, stderr) = cliptune(&["check", "--backend", "glide"]);
-    assert!(!ok && stderr.contains("--backend: expected vulkan, metal, dx12 or gl, got 'glide'"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("--backend: expected vulkan, metal, dx12 or gl, got 'glide'"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = cliptune(&["check", "--device", "cpu", "--backend", "gl"]);
-    assert!(!ok && stderr.contains("--backend gl") && stderr.contains("--device is cpu"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("--backend gl") && stderr.contains("--device is cpu"),
+        "{stderr}"
+    );
     // Metal exists only on Apple platforms: elsewhere the flag names what is compiled in.
     if !cfg!(target_vendor = "apple") {
         let (ok, _, stderr) = cliptune(&["check", "--backend", "metal"]);
         assert!(!ok, "{stderr}");
-        assert!(stderr.contains("--backend metal") && stderr.contains("no metal support") && stderr.contains("vulkan"), "{stderr}");
+        assert!(
+            stderr.contains("--backend metal") && stderr.contains("no metal support") && stderr.contains("vulkan"),
+            "{stderr}"
+        );
     }
 }

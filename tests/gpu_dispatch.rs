@@ -22,11 +22,18 @@ fn every_dispatch_sees_its_own_params_across_batches() {
     let dev = gpu();
     let data = randn(&[1000], 7);
     let x = Tensor::from_slice(&data, &[1000], &dev).unwrap();
-    let outs: Vec<Tensor> = (0..300).map(|i| x.affine(i as f32 * 0.5, -(i as f32)).unwrap()).collect();
+    let outs: Vec<Tensor> = (0..300)
+        .map(|i| x.affine(i as f32 * 0.5, -(i as f32)).unwrap())
+        .collect();
     for (i, y) in outs.iter().enumerate() {
         let y = y.to_vec().unwrap();
         let want: Vec<f32> = data.iter().map(|v| v * (i as f32 * 0.5) - i as f32).collect();
-        assert!(max_abs(&y, &want) <= 1e-4, "dispatch {i}: got {:?}.. want {:?}..", &y[..3], &want[..3]);
+        assert!(
+            max_abs(&y, &want) <= 1e-4,
+            "dispatch {i}: got {:?}.. want {:?}..",
+            &y[..3],
+            &want[..3]
+        );
     }
     // A chain: each dispatch reads the previous one's output within the same pass.
     let mut y = x.clone();
@@ -62,7 +69,10 @@ fn a_repeated_step_creates_no_pipelines_or_bind_groups() {
     let dispatches = after.dispatches - before.dispatches;
     assert!(dispatches >= 4, "{dispatches} dispatches");
     assert_eq!(after.pipelines, before.pipelines, "a repeated step built a pipeline");
-    assert_eq!(after.bind_groups, before.bind_groups, "a repeated step built a bind group");
+    assert_eq!(
+        after.bind_groups, before.bind_groups,
+        "a repeated step built a bind group"
+    );
     // One readback per step: its dispatches go out in one submit.
     assert_eq!(after.submits - before.submits, 1, "{before:?} -> {after:?}");
     assert!(after.dispatch_host_ns > before.dispatch_host_ns);

@@ -41,7 +41,9 @@ fn every_kernel_test_file_runs_on_gl() {
 fn the_gl_binary_runs_on_a_gl_adapter() {
     let dev = common::gpu();
     match dev {
-        cliptune::backend::Device::Gpu(g) => assert_eq!(g.api(), Some(cliptune::backend::GpuApi::Gl), "{}", g.adapter_name()),
+        cliptune::backend::Device::Gpu(g) => {
+            assert_eq!(g.api(), Some(cliptune::backend::GpuApi::Gl), "{}", g.adapter_name())
+        }
         _ => panic!("not a GPU device"),
     }
 }

@@ -85,7 +85,10 @@ fn translate(shader: &str, module: &naga::Module, info: &ModuleInfo, entry: &str
     .and_then(|mut w| w.write());
     match written {
         Ok(_) if glsl_src.contains("#version 310 es") && glsl_src.contains("local_size_x") => {}
-        Ok(_) => fail("GLSL ES 3.1", "no '#version 310 es' compute shader in the output".into()),
+        Ok(_) => fail(
+            "GLSL ES 3.1",
+            "no '#version 310 es' compute shader in the output".into(),
+        ),
         Err(e) => fail("GLSL ES 3.1", e.to_string()),
     }
     failures
@@ -103,7 +106,11 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_and_glsl_es() {
         let info = Validator::new(ValidationFlags::all(), Capabilities::all())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{shader}: WGSL validation error:\n{}", e.emit_to_string(src)));
-        for ep in module.entry_points.iter().filter(|e| e.stage == naga::ShaderStage::Compute) {
+        for ep in module
+            .entry_points
+            .iter()
+            .filter(|e| e.stage == naga::ShaderStage::Compute)
+        {
             // Override constants take their WGSL defaults, as a pipeline built without
             // constants would.
             let (m, i): (Cow<naga::Module>, Cow<ModuleInfo>) = if module.overrides.is_empty() {
@@ -136,7 +143,10 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_and_glsl_es() {
 fn every_shader_file_is_in_the_requirements_table() {
     let known: Vec<String> = FAMILIES.iter().map(|(f, _)| format!("{f}.wgsl")).collect();
     for (shader, _) in shader_files() {
-        assert!(known.contains(&shader), "{shader} is missing from requirements::FAMILIES");
+        assert!(
+            known.contains(&shader),
+            "{shader} is missing from requirements::FAMILIES"
+        );
     }
 }
 
@@ -153,11 +163,17 @@ fn requirements_are_read_from_the_shaders() {
     assert!(adamw.invocations() >= 64, "{adamw:?}");
     for family in ["matmul", "attention"] {
         let reqs = analyze(src(family), &[]).unwrap();
-        assert!(reqs.iter().any(|r| r.workgroup_bytes > 0), "{family}: no workgroup memory in {reqs:?}");
+        assert!(
+            reqs.iter().any(|r| r.workgroup_bytes > 0),
+            "{family}: no workgroup memory in {reqs:?}"
+        );
     }
     // A limit one below a kernel's need is named in the refusal.
     let mut limits = wgpu::Limits::default();
     limits.max_storage_buffers_per_shader_stage = 7;
     let why = cliptune::backend::wgpu::requirements::exceeded(adamw, &limits).expect("refused");
-    assert!(why.contains("max_storage_buffers_per_shader_stage") && why.contains("needs 8"), "{why}");
+    assert!(
+        why.contains("max_storage_buffers_per_shader_stage") && why.contains("needs 8"),
+        "{why}"
+    );
 }

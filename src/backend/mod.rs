@@ -377,7 +377,9 @@ impl Device {
                 a.name()
             ))),
             (DeviceChoice::Cpu, None) => Ok(Device::Cpu),
-            (DeviceChoice::Gpu, _) | (DeviceChoice::Auto, Some(_)) => Ok(Device::Gpu(wgpu::GpuBackend::new(true, api)?)),
+            (DeviceChoice::Gpu, _) | (DeviceChoice::Auto, Some(_)) => {
+                Ok(Device::Gpu(wgpu::GpuBackend::new(true, api)?))
+            }
             (DeviceChoice::Auto, None) => match wgpu::GpuBackend::new(false, None) {
                 Ok(g) => Ok(Device::Gpu(g)),
                 Err(_) => Ok(Device::Cpu),

@@ -45,7 +45,11 @@ pub fn run(json: bool) -> Result<()> {
             "{{\"cpu\":\"{}\",\"auto\":\"{}\",\"compiled_backends\":[{}],\"adapters\":[{}]}}",
             esc(&cpu),
             esc(&auto),
-            compiled.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(","),
+            compiled
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(","),
             items.join(",")
         );
         return Ok(());
@@ -53,7 +57,9 @@ pub fn run(json: bool) -> Result<()> {
     println!("cpu backend: {cpu}");
     println!("GPU APIs compiled in: {}", compiled.join(", "));
     if adapters.is_empty() {
-        println!("GPU adapters: none (on Debian: mesa-vulkan-drivers libvulkan1 for Vulkan, libegl1 libgl1-mesa-dri for GL)");
+        println!(
+            "GPU adapters: none (on Debian: mesa-vulkan-drivers libvulkan1 for Vulkan, libegl1 libgl1-mesa-dri for GL)"
+        );
     }
     for a in &adapters {
         println!(
@@ -74,7 +80,10 @@ pub fn run(json: bool) -> Result<()> {
             a.max_shared_memory >> 10
         );
         let ok: Vec<&str> = a.families.iter().filter(|(_, v)| v.is_ok()).map(|(f, _)| *f).collect();
-        println!("  kernels that run here: {}", if ok.is_empty() { "none".into() } else { ok.join(", ") });
+        println!(
+            "  kernels that run here: {}",
+            if ok.is_empty() { "none".into() } else { ok.join(", ") }
+        );
         for (f, v) in &a.families {
             if let Err(why) = v {
                 println!("  cannot run {f}: {why}");

@@ -82,7 +82,8 @@ pub fn list_adapters() -> Vec<AdapterReport> {
             let compute = compute_shaders(a);
             AdapterReport {
                 name: info.name.clone(),
-                backend: GpuApi::from_wgpu(info.backend).map_or(format!("{:?}", info.backend), |x| x.name().to_string()),
+                backend: GpuApi::from_wgpu(info.backend)
+                    .map_or(format!("{:?}", info.backend), |x| x.name().to_string()),
                 device_type: format!("{:?}", info.device_type),
                 driver: format!("{} {}", info.driver, info.driver_info),
                 max_storage_binding: l.max_storage_buffer_binding_size as u64,

@@ -138,7 +138,9 @@ impl GpuBackend {
                 }
                 Some(_) => "pick another --backend, or use --device cpu",
             };
-            let what = api.map_or("GPU adapter (Vulkan/Metal/DX12/GL)".to_string(), |a| format!("{} adapter", a.name()));
+            let what = api.map_or("GPU adapter (Vulkan/Metal/DX12/GL)".to_string(), |a| {
+                format!("{} adapter", a.name())
+            });
             let others = if seen.is_empty() {
                 String::new()
             } else {
@@ -233,9 +235,7 @@ impl GpuBackend {
             pool: Pool::default(),
             pending: Mutex::new(Pending::default()),
             stats: Mutex::new(GpuStats::default()),
-            reported: Mutex::new(
-                (std::env::var("CLIPTUNE_GPU_STATS").as_deref() == Ok("1")).then(GpuStats::default),
-            ),
+            reported: Mutex::new((std::env::var("CLIPTUNE_GPU_STATS").as_deref() == Ok("1")).then(GpuStats::default)),
         }))
     }
 

@@ -200,7 +200,11 @@ impl GpuBackend {
         if self.legacy {
             return self.dispatch_legacy(t0, entry, &kernel, bytes, inputs, outputs, groups);
         }
-        let buffers: Vec<wgpu::Buffer> = inputs.iter().chain(outputs.iter()).map(|s| s.buffer().clone()).collect();
+        let buffers: Vec<wgpu::Buffer> = inputs
+            .iter()
+            .chain(outputs.iter())
+            .map(|s| s.buffer().clone())
+            .collect();
         let bg_key = (key.clone(), buffers);
         let bg = {
             let mut cache = self.bind_groups.lock().unwrap();

@@ -5,8 +5,8 @@
 mod adapters;
 mod attention;
 mod context;
-mod dispatch;
 mod contrastive_loss;
+mod dispatch;
 mod elementwise;
 mod matmul;
 mod memory;

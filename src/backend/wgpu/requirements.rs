@@ -20,7 +20,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("norms", include_str!("../../../shaders/norms.wgsl")),
     ("matmul", include_str!("../../../shaders/matmul.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),
-    ("contrastive_loss", include_str!("../../../shaders/contrastive_loss.wgsl")),
+    (
+        "contrastive_loss",
+        include_str!("../../../shaders/contrastive_loss.wgsl"),
+    ),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
 ];
 
@@ -107,9 +110,11 @@ pub fn entry_req(src: &'static str, entry: &str, constants: &[(&str, f64)]) -> R
             r
         }
     };
-    reqs.into_iter()
-        .find(|r| r.entry == entry)
-        .ok_or_else(|| Error::device(format!("WGSL kernel '{entry}' is not an entry point of its shader file")))
+    reqs.into_iter().find(|r| r.entry == entry).ok_or_else(|| {
+        Error::device(format!(
+            "WGSL kernel '{entry}' is not an entry point of its shader file"
+        ))
+    })
 }
 
 /// The first limit of `limits` that `req` exceeds, as "limit name: needs X, adapter has Y".
@@ -131,9 +136,21 @@ pub fn exceeded(req: &KernelReq, limits: &wgpu::Limits) -> Option<String> {
             req.invocations() as u64,
             limits.max_compute_invocations_per_workgroup as u64,
         ),
-        ("max_compute_workgroup_size_x", wg[0] as u64, limits.max_compute_workgroup_size_x as u64),
-        ("max_compute_workgroup_size_y", wg[1] as u64, limits.max_compute_workgroup_size_y as u64),
-        ("max_compute_workgroup_size_z", wg[2] as u64, limits.max_compute_workgroup_size_z as u64),
+        (
+            "max_compute_workgroup_size_x",
+            wg[0] as u64,
+            limits.max_compute_workgroup_size_x as u64,
+        ),
+        (
+            "max_compute_workgroup_size_y",
+            wg[1] as u64,
+            limits.max_compute_workgroup_size_y as u64,
+        ),
+        (
+            "max_compute_workgroup_size_z",
+            wg[2] as u64,
+            limits.max_compute_workgroup_size_z as u64,
+        ),
         (
             "max_compute_workgroup_storage_size",
             req.workgroup_bytes as u64,
@@ -148,7 +165,10 @@ pub fn exceeded(req: &KernelReq, limits: &wgpu::Limits) -> Option<String> {
 
 /// Per family: `Ok(())` when every entry point fits `limits`, else the first kernel
 /// that does not, with the limit.
-pub fn family_support(limits: &wgpu::Limits, compute_shaders: bool) -> Vec<(&'static str, std::result::Result<(), String>)> {
+pub fn family_support(
+    limits: &wgpu::Limits,
+    compute_shaders: bool,
+) -> Vec<(&'static str, std::result::Result<(), String>)> {
     FAMILIES
         .iter()
         .map(|&(family, src)| {
