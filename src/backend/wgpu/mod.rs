@@ -11,6 +11,10 @@ mod norms;
 mod optim;
 
 pub use context::{grid_1d, list_adapters, AdapterReport, GpuBackend, GpuStats, GpuStorage, MAX_GROUPS};
+pub use matmul::{
+    footprints as matmul_footprints, matmul_variant, variant_sources as matmul_variant_sources, KernelFootprint,
+    MatmulVariant,
+};
 
 use crate::backend::*;
 use crate::error::Result;
