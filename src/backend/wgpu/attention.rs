@@ -1,5 +1,7 @@
 //! Fused multi-head attention launches (`shaders/attention.wgsl`): one forward kernel
-//! (online softmax, scores never in global memory) and three backward kernels
+//! (online softmax, scores never in global memory), a forward specialised on head_dim 64
+//! (`shaders/attention_d64.wgsl`, CLIP's head size: vec4 rows, one thread per query,
+//! 32 keys per tile), and three backward kernels
 //! (D = rowsum(dO * O), then dQ per query block and dK/dV per key block, both
 //! recomputing P from lse).
 use super::memory::as_f32;
@@ -10,6 +12,31 @@ use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
 const WGSL: &str = include_str!("../../../shaders/attention.wgsl");
+const WGSL_D64: &str = include_str!("../../../shaders/attention_d64.wgsl");
+/// Query rows per workgroup of the head_dim-64 forward (`QR`), and its workgroup memory
+/// (K and V tiles of 32 keys x 64 f32).
+const D64_ROWS: usize = 64;
+const D64_WORKGROUP_BYTES: u32 = 2 * 32 * 64 * 4;
+
+/// What each attention pipeline needs from an adapter (workgroup size, workgroup
+/// memory, storage buffers), for the limits table.
+pub fn footprints() -> Vec<super::KernelFootprint> {
+    let fp = |name: &str, size: u32, bytes: u32, buffers: u32| super::KernelFootprint {
+        name: name.into(),
+        workgroup_size: [size, 1, 1],
+        workgroup_bytes: bytes,
+        storage_buffers: buffers,
+    };
+    // attention.wgsl: two 1024-f32 tiles, two 512-f32 partial sums, two 8-f32 rows.
+    let generic = (2 * 1024 + 2 * 512 + 2 * 8) * 4;
+    vec![
+        fp("attention_d64.wgsl:attn_fwd_d64", 64, D64_WORKGROUP_BYTES, 5),
+        fp("attention.wgsl:attn_fwd", 64, generic, 5),
+        fp("attention.wgsl:attn_bwd_d", 64, generic, 3),
+        fp("attention.wgsl:attn_bwd_dq", 64, generic, 7),
+        fp("attention.wgsl:attn_bwd_dkv", 64, generic, 8),
+    ]
+}
 
 /// Rows per workgroup (`ROWS` in the shader).
 const ROWS: usize = 16;
@@ -99,6 +126,20 @@ pub fn attention(g: &GpuBackend, q: &Tensor, k: &Tensor, v: &Tensor, spec: &Attn
         return Ok((out, lse));
     }
     let (q, k, v) = (as_f32(g, q)?, as_f32(g, k)?, as_f32(g, v)?);
+    if spec.head_dim == 64 && g.limits.max_compute_workgroup_storage_size >= D64_WORKGROUP_BYTES {
+        let groups = [spec.seq.div_ceil(D64_ROWS) as u32, pl.groups[1], pl.groups[2]];
+        if groups[0] <= MAX_GROUPS {
+            g.dispatch(
+                WGSL_D64,
+                "attn_fwd_d64",
+                &pl.params,
+                &[q.gpu(OP)?, k.gpu(OP)?, v.gpu(OP)?],
+                &[out.gpu(OP)?, lse.gpu(OP)?],
+                groups,
+            )?;
+            return Ok((out, lse));
+        }
+    }
     g.dispatch(
         WGSL,
         "attn_fwd",

@@ -10,6 +10,7 @@ mod memory;
 mod norms;
 mod optim;
 
+pub use attention::footprints as attention_footprints;
 pub use context::{grid_1d, list_adapters, AdapterReport, GpuBackend, GpuStats, GpuStorage, MAX_GROUPS};
 pub use matmul::{
     footprints as matmul_footprints, matmul_variant, variant_sources as matmul_variant_sources, KernelFootprint,
