@@ -264,3 +264,92 @@ fn quiet_drops_the_progress_lines() {
     assert!(!err.contains("[bench]"), "--quiet still printed progress: {err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("linear-probe"));
 }
+
+/// The binary with `args` split at spaces (no implied --device).
+fn cli_words(args: &str) -> std::process::Output {
+    bin().args(args.split_whitespace()).output().unwrap()
+}
+
+/// `--kernel` on the CPU and on the WGSL device: one JSON object per shape with the keys
+/// tools/bench_kernels_torch.py writes too; FLOP and byte rates consistent with the time.
+#[test]
+fn every_kernel_prints_one_json_object_per_shape() {
+    let small = [
+        ("matmul", "33x20x17,2x9x8x12"),
+        ("attention", "2x3x9x64,1x2x5x16"),
+        ("layernorm", "7x24"),
+        ("softmax", "9x13"),
+        ("contrastive", "6x16"),
+        ("adamw", "1000"),
+    ];
+    for device in ["cpu", "gpu"] {
+        for (kernel, shapes) in small {
+            let args = format!(
+                "bench --kernel {kernel} --shape {shapes} --device {device} --iters 2 --warmup 1 --json --quiet"
+            );
+            let o = cli_words(&args);
+            assert!(o.status.success(), "{args}: {}", String::from_utf8_lossy(&o.stderr));
+            let out = String::from_utf8_lossy(&o.stdout);
+            let lines: Vec<&str> = out.trim().lines().collect();
+            let want: Vec<&str> = shapes.split(',').collect();
+            assert_eq!(lines.len(), want.len(), "{args}: one object per shape, got {out}");
+            for (line, shape) in lines.iter().zip(want) {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(v["kernel"], kernel);
+                assert_eq!(v["shape"], shape);
+                assert_eq!(v["iters"], 2);
+                let wall = v["wall_ms"].as_f64().unwrap();
+                assert!(wall > 0.0 && wall.is_finite(), "{args}: wall_ms {v}");
+                let (gflops, gbps) = (v["gflops"].as_f64().unwrap(), v["gbps"].as_f64().unwrap());
+                assert!(gflops > 0.0 && gbps > 0.0, "{args}: {v}");
+                if device == "cpu" {
+                    assert_eq!(v["backend"], "cpu");
+                    assert!(v["gpu_ms"].is_null(), "{args}: no GPU time on the CPU: {v}");
+                } else {
+                    assert_ne!(v["backend"], "cpu");
+                    assert!(!v["adapter"].as_str().unwrap().is_empty());
+                    // gpu_ms is null only without timestamp queries; never above the wall time.
+                    if let Some(g) = v["gpu_ms"].as_f64() {
+                        assert!(g > 0.0 && g <= wall, "{args}: gpu_ms {g} vs wall_ms {wall}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_bench_bad_input_names_the_flag() {
+    let cases = [
+        ("bench --kernel matmull --device cpu", "valid kernels are"),
+        ("bench --kernel matmul --shape 16x16 --device cpu", "--shape '16x16'"),
+        ("bench --kernel matmul --shape 16x0x4 --device cpu", "at least 1"),
+        ("bench --kernel attention --shape 2xax9x64 --device cpu", "not a number"),
+        (
+            "bench --kernel matmul --variant tile999 --device cpu",
+            "valid variants are",
+        ),
+        (
+            "bench --kernel softmax --variant naive --device cpu",
+            "only the matmul kernel",
+        ),
+        (
+            "bench --kernel matmul --shape 8x8x8 --variant naive --device cpu",
+            "GPU kernels",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = cli_words(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args} should fail");
+        assert!(err.contains(want), "{args}: expected '{want}' in: {err}");
+        assert!(
+            o.stdout.is_empty(),
+            "{args}: nothing on stdout, got {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    // --workload and --kernel together, and neither, are usage errors.
+    assert!(!cli_words("bench --kernel matmul --workload lora-step").status.success());
+    assert!(!cli_words("bench --device cpu").status.success());
+}

@@ -74,10 +74,12 @@ fn devices_lists_vulkan_and_gl_adapters_with_kernel_limits() {
     );
 }
 
-/// `cliptune check` passes on each CI backend, and says which adapter it used.
+/// `cliptune check` passes on Vulkan and says which adapter it used. Not on GL in CI:
+/// check runs the attention kernels, which llvmpipe-GL takes minutes per pipeline to
+/// compile (tests/kernel_gl.rs); the other kernel families run on GL there.
 #[test]
-fn check_passes_on_vulkan_and_on_gl() {
-    for (api, marker) in [("vulkan", "(Vulkan)"), ("gl", "(Gl)")] {
+fn check_passes_on_vulkan() {
+    for (api, marker) in [("vulkan", "(Vulkan)")] {
         let (ok, stdout, stderr) = cliptune(&["check", "--backend", api]);
         assert!(ok, "check --backend {api} failed:\n{stdout}\n{stderr}");
         let first = stdout.lines().next().unwrap_or("");

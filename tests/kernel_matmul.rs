@@ -9,6 +9,7 @@
 //! (one wrong term in a sum is an O(1) error).
 mod common;
 use cliptune::backend::cpu::{act_apply, act_grad};
+use cliptune::backend::wgpu::{matmul_variant, MatmulVariant};
 use cliptune::backend::{Act, Device, MatmulSpec};
 use cliptune::{DType, Tensor};
 use common::*;
@@ -286,6 +287,107 @@ fn half_precision_b_wgpu_matches_cpu() {
         }
     }
     eprintln!("half B (f16, bf16) wgpu vs cpu: worst rel err {worst:.2e}");
+}
+
+/// Runs one explicit kernel variant on the GPU (the backend's `matmul` is `Auto`).
+#[allow(clippy::too_many_arguments)]
+fn run_variant(
+    v: MatmulVariant,
+    x: &Inputs,
+    s: &MatmulSpec,
+    bias: bool,
+    act: Act,
+    keep: bool,
+    b_dtype: DType,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let dev = gpu();
+    let Device::Gpu(g) = &dev else { unreachable!() };
+    let a = Tensor::from_slice(&x.a, &a_shape(s), &dev).unwrap();
+    let b = Tensor::from_slice(&x.b, &b_shape(s), &dev)
+        .unwrap()
+        .cast(b_dtype)
+        .unwrap();
+    let bias_t = bias.then(|| {
+        Tensor::from_slice(&x.bias, &[s.n], &dev)
+            .unwrap()
+            .cast(b_dtype)
+            .unwrap()
+    });
+    let (out, pre) = matmul_variant(g, v, &a, &b, bias_t.as_ref(), act, s, keep).unwrap();
+    assert_eq!(out.shape(), out_shape(s).as_slice(), "{v:?} {s:?}");
+    assert_eq!(pre.is_some(), keep && act != Act::None, "{v:?} {s:?}");
+    (out.to_vec().unwrap(), pre.map(|p| p.to_vec().unwrap()))
+}
+
+/// Every kernel variant (tile shapes, split-K, the naive kernel) against the CPU on
+/// shapes that make it take each path: whole interior tiles (128x128, 64x64, 128x16
+/// multiples), edge tiles, a partial last k-step, scalar loads where the contiguous
+/// dimension is not a multiple of 4 and vec4 loads where it is, every transpose, f16
+/// and bf16 B, each epilogue (bias, both activations, the kept pre-activation).
+#[test]
+fn wgpu_every_variant_matches_cpu() {
+    // (rows, cols, k): interior tiles of every tile shape; odd m, n, k (edge tiles,
+    // scalar loads, a partial k-step); N = 8 and 12 (skinny); K = 520 and 1030 (split).
+    let shapes = [
+        (256, 128, 64),
+        (130, 68, 77),
+        (37, 12, 60),
+        (96, 8, 520),
+        (20, 36, 1030),
+        (3, 5, 7),
+    ];
+    let epilogues = [
+        (false, Act::None, false),
+        (true, Act::QuickGelu, true),
+        (true, Act::Gelu, false),
+        (true, Act::None, false),
+    ];
+    let trans = [(false, false), (false, true), (true, false), (true, true)];
+    let mut seed = 9000;
+    let mut worst = 0.0f32;
+    let mut cases = 0;
+    let variants = [
+        MatmulVariant::Tile128,
+        MatmulVariant::Tile128x64,
+        MatmulVariant::Tile64,
+        MatmulVariant::Skinny,
+        MatmulVariant::SplitK,
+        MatmulVariant::Naive,
+    ];
+    for (vi, v) in variants.into_iter().enumerate() {
+        // Rotations so each variant meets every transpose, B dtype, layout and epilogue.
+        for (si, &shape) in shapes.iter().enumerate() {
+            let (ta, tb) = trans[(si + vi) % 4];
+            let (batch, shared) = layouts()[(2 * si + vi) % 3];
+            let s = spec(batch, shape, ta, tb, shared);
+            let x = inputs(&s, seed);
+            seed += 10;
+            let (bias, act, keep) = epilogues[(si + 2 * vi) % 4];
+            let dt = [DType::F32, DType::F16, DType::BF16][(si + vi) % 3];
+            let (c_out, c_pre) = run(&cpu(), &x, &s, bias, act, keep, dt);
+            let (g_out, g_pre) = run_variant(v, &x, &s, bias, act, keep, dt);
+            let e = rel_err(&c_out, &g_out);
+            assert!(e <= tol(s.k), "{v:?} vs cpu {s:?} {dt:?} bias={bias} {act:?}: {e}");
+            worst = worst.max(e);
+            if let (Some(c), Some(g)) = (c_pre, g_pre) {
+                let e = rel_err(&c, &g);
+                assert!(e <= tol(s.k), "{v:?} preact vs cpu {s:?} {dt:?}: {e}");
+            }
+            cases += 1;
+        }
+    }
+    eprintln!("every matmul variant vs cpu, {cases} cases: worst rel err {worst:.2e}");
+}
+
+#[test]
+fn unknown_variant_is_an_error_naming_the_choices() {
+    let e = MatmulVariant::parse("tile256").unwrap_err();
+    assert!(
+        e.msg.contains("tile256") && e.msg.contains("tile128") && e.msg.contains("naive"),
+        "{}",
+        e.msg
+    );
+    assert_eq!(MatmulVariant::parse("splitk").unwrap(), MatmulVariant::SplitK);
 }
 
 #[test]

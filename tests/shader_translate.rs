@@ -4,7 +4,7 @@
 //! shader, the entry point and the target, instead of on a user's Mac or Windows box.
 use std::borrow::Cow;
 
-use cliptune::backend::wgpu::requirements::{COMMON_WGSL, FAMILIES};
+use cliptune::backend::wgpu::requirements::{COMMON_WGSL, FAMILIES, FAST_VARIANTS};
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 
@@ -96,8 +96,16 @@ fn translate(shader: &str, module: &naga::Module, info: &ModuleInfo, entry: &str
 
 #[test]
 fn every_entry_point_translates_to_spirv_msl_hlsl_and_glsl_es() {
-    let files = shader_files();
+    let mut files = shader_files();
     assert!(files.len() >= 7, "expected the kernel shaders, found {files:?}");
+    // The matmul variants are generated at run time: a covering set of them too.
+    let generated = cliptune::backend::wgpu::matmul_variant_sources();
+    assert!(generated.len() >= 16, "only {} generated matmul variants", generated.len());
+    files.extend(
+        generated
+            .into_iter()
+            .map(|(name, src)| (format!("generated matmul {name}"), format!("{COMMON_WGSL}\n{src}"))),
+    );
     let mut failures = vec![];
     let mut entries = 0;
     for (shader, src) in &files {
@@ -141,11 +149,12 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_and_glsl_es() {
 /// The requirements table the device check uses covers every shader file.
 #[test]
 fn every_shader_file_is_in_the_requirements_table() {
-    let known: Vec<String> = FAMILIES.iter().map(|(f, _)| format!("{f}.wgsl")).collect();
-    for (shader, _) in shader_files() {
+    let known: Vec<&str> = FAMILIES.iter().chain(FAST_VARIANTS).map(|(_, src)| *src).collect();
+    for (shader, full) in shader_files() {
+        let src = &full[COMMON_WGSL.len() + 1..];
         assert!(
-            known.contains(&shader),
-            "{shader} is missing from requirements::FAMILIES"
+            known.contains(&src),
+            "{shader} is missing from requirements::FAMILIES and FAST_VARIANTS"
         );
     }
 }

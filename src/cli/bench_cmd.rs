@@ -1,13 +1,28 @@
-//! `cliptune bench`: time one workload (see `cliptune::bench`) and print the result.
+//! `cliptune bench`: time one workload or one kernel (see `cliptune::bench`) and print
+//! the result(s).
 use clap::Args;
+use cliptune::bench::kernel::{self, KernelBenchSpec};
 use cliptune::bench::{self, BenchSpec, HostBudget};
 use cliptune::{Device, Error, Result};
 
 #[derive(Args)]
 pub struct BenchCli {
     /// embed-image, embed-text, lora-step, coop-step or linear-probe.
+    #[arg(long, required_unless_present = "kernel", conflicts_with = "kernel")]
+    workload: Option<String>,
+    /// Time one kernel instead: matmul, attention, layernorm, softmax, contrastive or
+    /// adamw, at CLIP's shapes unless --shape is given; one result per shape.
     #[arg(long)]
-    workload: String,
+    kernel: Option<String>,
+    /// With --kernel: a shape to time instead of the defaults (repeatable; also
+    /// comma-separated), e.g. 1600x768x768 for matmul (MxNxK), 32x12x77x64 for
+    /// attention (BxHxSxD).
+    #[arg(long, value_delimiter = ',', requires = "kernel")]
+    shape: Vec<String>,
+    /// With --kernel matmul: auto, naive (the first kernel), tile128, tile128x64, tile64, skinny
+    /// or splitk.
+    #[arg(long, default_value = "auto", requires = "kernel")]
+    variant: String,
     /// vit-b-32, vit-b-16, vit-l-14 (random weights) or a model directory.
     #[arg(long, default_value = "vit-b-32")]
     config: String,
@@ -39,8 +54,11 @@ pub struct BenchCli {
 }
 
 pub fn run(a: BenchCli) -> Result<()> {
+    let Some(workload) = a.workload else {
+        return run_kernel(a);
+    };
     let spec = BenchSpec {
-        workload: a.workload,
+        workload,
         config: a.config,
         batch: a.batch,
         iters: a.iters,
@@ -64,6 +82,28 @@ pub fn run(a: BenchCli) -> Result<()> {
         Some(e) => Err(Error::new(r_kind(e), format!("bench stopped early: {e}"))),
         None => Ok(()),
     }
+}
+
+fn run_kernel(a: BenchCli) -> Result<()> {
+    let spec = KernelBenchSpec {
+        kernel: a.kernel.unwrap_or_default(),
+        shapes: a.shape,
+        variant: a.variant,
+        iters: a.iters,
+        warmup: a.warmup,
+        progress: !a.quiet,
+    };
+    // Names and shapes first: no device start-up for a typo.
+    kernel::validate(&spec)?;
+    let dev = Device::select(a.device.parse()?)?;
+    kernel::run(&spec, &dev, |r| {
+        if a.json {
+            println!("{}", r.to_json());
+        } else {
+            println!("{}", r.to_line());
+        }
+    })?;
+    Ok(())
 }
 
 fn r_kind(e: &str) -> cliptune::ErrorKind {

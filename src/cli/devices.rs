@@ -89,6 +89,12 @@ pub fn run(json: bool) -> Result<()> {
                 println!("  cannot run {f}: {why}");
             }
         }
+        for (f, v) in &a.fast_variants {
+            match v {
+                Ok(()) => println!("  fast variant used: {f}"),
+                Err(why) => println!("  fast variant not used: {f} ({why}); its plain kernel runs instead"),
+            }
+        }
     }
     println!("--device auto picks: {auto}");
     Ok(())

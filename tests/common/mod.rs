@@ -20,6 +20,17 @@ pub fn gpu_api() -> Option<GpuApi> {
     }
 }
 
+/// A new device on this binary's adapter, not shared with other tests: for tests that
+/// read the device's counters, which concurrent tests on the shared device would move.
+pub fn fresh_gpu() -> Device {
+    std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
+    match gpu_api() {
+        Some(a) => Device::gpu_on(a),
+        None => Device::gpu_any(),
+    }
+    .unwrap_or_else(|e| panic!("NO GPU ADAPTER for a fresh device: {e}"))
+}
+
 /// The WGSL device of this binary (see [`gpu_api`]). Without that adapter the test
 /// fails, loudly: a WGSL test that silently skips would hide every GPU bug.
 pub fn gpu() -> Device {

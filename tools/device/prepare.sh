@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Here, before a device call: build what the GPU machine runs (it has no Rust toolchain)
-# and fetch the Vulkan loader it lacks. Writes dist/ (stripped x86-64 binaries) and .gl/
+# and fetch the Vulkan loader it lacks. Writes dist/ (the stripped x86-64 binary) and .gl/
 # (Debian packages); both are git-ignored and travel with `carry: ["dist", ".gl"]`.
 #
 #   tools/device/prepare.sh          # then, in one device call:
@@ -8,12 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --bin cliptune
-# The criterion kernel benches as one executable (its path is printed on stderr).
-exe=$(cargo bench --bench kernels --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
-[ -x "$exe" ] || { echo "error: could not find the kernels bench executable" >&2; exit 1; }
 mkdir -p dist
 strip -o dist/cliptune target/release/cliptune
-strip -o dist/kernels "$exe"
 if ! ls .gl/*.deb >/dev/null 2>&1; then
   # The device README's recipe: the loader packages, downloaded for amd64, unpacked there.
   mkdir -p .gl /tmp/amd64/partial

@@ -21,6 +21,8 @@ pub struct AdapterReport {
     pub software: bool,
     /// Per kernel family: runs here, or why not (kernel and limit).
     pub families: Vec<(&'static str, std::result::Result<(), String>)>,
+    /// Per fast variant: used here, or why not (the family's plain kernel runs instead).
+    pub fast_variants: Vec<(&'static str, std::result::Result<(), String>)>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -99,6 +101,7 @@ pub fn list_adapters() -> Vec<AdapterReport> {
                 compute_shaders: compute,
                 software: is_software(&info),
                 families: requirements::family_support(&l, compute),
+                fast_variants: requirements::fast_variant_support(&l, compute),
             }
         })
         .collect()

@@ -1,5 +1,7 @@
 //! Fused multi-head attention launches (`shaders/attention.wgsl`): one forward kernel
-//! (online softmax, scores never in global memory) and three backward kernels
+//! (online softmax, scores never in global memory), a forward specialised on head_dim 64
+//! (`shaders/attention_d64.wgsl`, CLIP's head size: vec4 rows, one thread per query,
+//! 32 keys per tile), and three backward kernels
 //! (D = rowsum(dO * O), then dQ per query block and dK/dV per key block, both
 //! recomputing P from lse).
 use super::memory::as_f32;
@@ -10,6 +12,11 @@ use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
 const WGSL: &str = include_str!("../../../shaders/attention.wgsl");
+const WGSL_D64: &str = include_str!("../../../shaders/attention_d64.wgsl");
+/// Query rows per workgroup of the head_dim-64 forward (`QR`), and its workgroup memory
+/// (K and V tiles of 32 keys x 64 f32).
+const D64_ROWS: usize = 64;
+const D64_WORKGROUP_BYTES: u32 = 2 * 32 * 64 * 4;
 
 /// Rows per workgroup (`ROWS` in the shader).
 const ROWS: usize = 16;
@@ -99,6 +106,20 @@ pub fn attention(g: &GpuBackend, q: &Tensor, k: &Tensor, v: &Tensor, spec: &Attn
         return Ok((out, lse));
     }
     let (q, k, v) = (as_f32(g, q)?, as_f32(g, k)?, as_f32(g, v)?);
+    if spec.head_dim == 64 && g.limits.max_compute_workgroup_storage_size >= D64_WORKGROUP_BYTES {
+        let groups = [spec.seq.div_ceil(D64_ROWS) as u32, pl.groups[1], pl.groups[2]];
+        if groups[0] <= MAX_GROUPS {
+            g.dispatch(
+                WGSL_D64,
+                "attn_fwd_d64",
+                &pl.params,
+                &[q.gpu(OP)?, k.gpu(OP)?, v.gpu(OP)?],
+                &[out.gpu(OP)?, lse.gpu(OP)?],
+                groups,
+            )?;
+            return Ok((out, lse));
+        }
+    }
     g.dispatch(
         WGSL,
         "attn_fwd",

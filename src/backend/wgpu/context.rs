@@ -178,7 +178,9 @@ impl GpuBackend {
         }
         // The adapter's own limits: wgpu's defaults cap a storage binding at 128 MiB.
         let limits = adapter.limits();
-        let wanted = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        // TIMESTAMP_QUERY: `cliptune bench --kernel` brackets kernels with GPU timestamps.
+        let wanted = adapter.features()
+            & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("cliptune"),
             required_features: wanted,

@@ -16,6 +16,7 @@ pub mod requirements;
 
 pub use adapters::{compiled_apis, list_adapters, AdapterReport};
 pub use context::{grid_1d, GpuBackend, GpuStats, GpuStorage, MAX_GROUPS};
+pub use matmul::{matmul_variant, variant_sources as matmul_variant_sources, MatmulVariant};
 
 use crate::backend::*;
 use crate::error::Result;

@@ -18,13 +18,22 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("memory", include_str!("../../../shaders/memory.wgsl")),
     ("elementwise", include_str!("../../../shaders/elementwise.wgsl")),
     ("norms", include_str!("../../../shaders/norms.wgsl")),
-    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    // The floor: the tiled variants below are used only where they fit.
+    ("matmul", include_str!("../../../shaders/matmul_naive.wgsl")),
     ("attention", include_str!("../../../shaders/attention.wgsl")),
     (
         "contrastive_loss",
         include_str!("../../../shaders/contrastive_loss.wgsl"),
     ),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
+];
+
+/// Faster variants used where the adapter's limits allow them and skipped (falling back
+/// to the family's kernel above) where not: an adapter is never refused for these.
+pub const FAST_VARIANTS: &[(&str, &str)] = &[
+    ("matmul tiled (128x128 default)", include_str!("../../../shaders/matmul.wgsl")),
+    ("matmul split-K reduce", include_str!("../../../shaders/matmul_splitk.wgsl")),
+    ("attention head_dim 64", include_str!("../../../shaders/attention_d64.wgsl")),
 ];
 
 /// One compute entry point's needs.
@@ -169,7 +178,23 @@ pub fn family_support(
     limits: &wgpu::Limits,
     compute_shaders: bool,
 ) -> Vec<(&'static str, std::result::Result<(), String>)> {
-    FAMILIES
+    support(FAMILIES, limits, compute_shaders)
+}
+
+/// [`family_support`] for [`FAST_VARIANTS`].
+pub fn fast_variant_support(
+    limits: &wgpu::Limits,
+    compute_shaders: bool,
+) -> Vec<(&'static str, std::result::Result<(), String>)> {
+    support(FAST_VARIANTS, limits, compute_shaders)
+}
+
+fn support(
+    table: &[(&'static str, &'static str)],
+    limits: &wgpu::Limits,
+    compute_shaders: bool,
+) -> Vec<(&'static str, std::result::Result<(), String>)> {
+    table
         .iter()
         .map(|&(family, src)| {
             if !compute_shaders {
