@@ -88,14 +88,14 @@ pub fn file_digest(path: &Path) -> Result<String> {
 /// Values sampled per weight tensor by [`weights_fingerprint`].
 const SAMPLES: usize = 64;
 
-/// A fingerprint of every weight of `model` (name, shape and [`SAMPLES`] evenly spaced
-/// values of each): a merged LoRA update (`W + s B A` changes nearly every value of `W`)
-/// or a grown token table changes it. Adapters attached but not merged are left out, so
-/// it names the weights an adapter would be applied to.
+/// A fingerprint of the weights an adapter changes (name, shape and [`SAMPLES`] evenly
+/// spaced values of each): a merged LoRA update (`W + s B A` changes nearly every value
+/// of `W`) changes it. Left out: adapters attached but not merged, and the token table,
+/// which textual inversion grows (an installed word is refused by the tokenizer instead).
 pub fn weights_fingerprint(model: &Clip) -> Result<String> {
     let mut d = Digest::new();
     for p in model.params() {
-        if p.name.contains(".lora_") {
+        if p.name.contains(".lora_") || p.name.contains("token_embedding") {
             continue;
         }
         d.str(&p.name).usizes(p.value.shape());
