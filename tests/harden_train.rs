@@ -378,3 +378,51 @@ fn signals_stop_with_a_resumable_checkpoint() {
     std::fs::write(early.join("train_log.jsonl"), b"{\"step\":1").unwrap();
     ok(&mut train(&data, &early, &["--max-steps", "2"]));
 }
+
+/// 16, from a library caller (the Python package's Ctrl-C): the same stop as a signal, one
+/// condition in the loop. The step finishes, a resumable checkpoint is written, the run
+/// ends with an `Interrupted` error naming it, and --resume reaches the uninterrupted
+/// run's bytes.
+#[test]
+fn a_callers_cancellation_is_the_same_stop_as_a_signal() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let d = fresh("cancel");
+    let data = class_folders(&d.join("data"), &["red", "green"], 4);
+    let long = ["--epochs", "40", "--checkpoint-every", "1000"];
+    let reference = d.join("reference");
+    ok(&mut train(&data, &reference, &long));
+    let out = d.join("out");
+    let (cancel, ended) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    // Cancel once the run has logged three steps (its own progress, not a timer).
+    let setter = {
+        let (cancel, ended, log) = (cancel.clone(), ended.clone(), out.join("train_log.jsonl"));
+        std::thread::spawn(move || {
+            while !ended.load(Ordering::SeqCst) {
+                let lines = std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
+                if lines >= 3 {
+                    cancel.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let args = train_args(&data, &out, &long);
+    let r = cliptune::cancel::scoped(cancel.clone(), || cliptune::cli::train(&args));
+    ended.store(true, Ordering::SeqCst);
+    setter.join().unwrap();
+    let e = r.err().expect("a cancelled run ends with an error");
+    assert_eq!(e.kind, cliptune::ErrorKind::Interrupted, "{}", e.msg);
+    assert_has(&e.msg, &["resumable checkpoint", &out.display().to_string()]);
+    assert!(out.join("trainer_state.safetensors").is_file());
+    assert_eq!(manifest(&out)["info"]["final"], false);
+    assert!(!cliptune::cancel::requested(), "the caller's flag stays with its scope");
+    ok(&mut train(&data, &out, &[&long[..], &["--resume"]].concat()));
+    for f in ["adapter_model.safetensors", "trainer_state.safetensors"] {
+        assert!(
+            read(&out.join(f)) == read(&reference.join(f)),
+            "{f} differs after a cancellation and --resume"
+        );
+    }
+}

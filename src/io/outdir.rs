@@ -83,7 +83,8 @@ pub fn claim(o: &OutDir) -> Result<Claimed> {
         }
     } else if o.resume {
         return Err(Error::invalid(format!(
-            "--resume: {d} does not exist: there is no run to resume (leave out --resume to start one)"
+            "--resume: {d} does not exist: there is no {} to resume from (leave out --resume to start a run)",
+            o.state_file
         )));
     }
     let lock = lock_dir(out, o.what)?;

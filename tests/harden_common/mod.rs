@@ -64,11 +64,20 @@ pub fn caption_csv(dir: &Path, rows: &[(u8, &str)]) -> PathBuf {
     p
 }
 
-/// `cliptune train` on the tiny model, LoRA rank 2, checkpoint every step; a flag in
-/// `extra` (`--flag value`, `--flag=value` or a bare switch) replaces the default.
+/// `cliptune train` on the tiny model, LoRA rank 2, checkpoint every step, exactly the
+/// epochs asked (no small-data step floor); a flag in `extra` (`--flag value`,
+/// `--flag=value` or a bare switch) replaces the default.
 pub fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = bin();
+    c.arg("train").args(train_args(data, out, extra));
+    c
+}
+
+/// The flags [`train`] passes after `train` (also for the library's `cli::train`).
+pub fn train_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let defaults = [
         ("--method", "lora"),
+        ("--min-steps", "0"),
         ("--epochs", "3"),
         ("--batch", "4"),
         ("--rank", "2"),
@@ -81,20 +90,21 @@ pub fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
         .filter(|a| a.starts_with("--"))
         .map(|a| a.split('=').next().unwrap())
         .collect();
-    let mut c = bin();
-    c.args(["train", "--device", "cpu", "--model"])
-        .arg(model())
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out);
+    let mut v: Vec<String> = vec!["--device".into(), "cpu".into(), "--model".into()];
+    v.push(model().display().to_string());
+    v.extend([
+        "--data".into(),
+        data.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ]);
     for (flag, value) in defaults {
         if !given.contains(&flag) {
-            c.args([flag, value]);
+            v.extend([flag.to_string(), value.to_string()]);
         }
     }
-    c.args(extra);
-    c
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
 }
 
 /// Exit code (None: killed by a signal) and stderr.
