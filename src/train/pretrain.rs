@@ -397,8 +397,9 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     drop(prog);
     // The loss curve (and held-out top-1) as a picture next to the model.
     if let Ok(log) = crate::report::read_log(&log_path) {
-        let png = crate::report::chart::encode_png(&crate::report::curves_chart(&[log]), "loss_curve.png")?;
-        write_atomic(&a.out.join("loss_curve.png"), &png)?;
+        let png = a.out.join("loss_curve.png");
+        let pic = crate::report::chart::render(&crate::report::curves_chart(&[log]), &png.display().to_string())?;
+        write_atomic(&png, &pic.png)?;
     }
     let seconds = t0.elapsed().as_secs_f32();
     let metrics = serde_json::json!({
