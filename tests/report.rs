@@ -333,7 +333,8 @@ fn logs_with_nan_events_and_a_truncated_last_line() {
     assert!(img.pixels().any(|p| p.0 == chart::PALETTE[0]));
     // The two steps without a loss are skipped, and the chart says so.
     assert!(
-        pic.svg.contains("2 point(s) of &quot;loss&quot; missing, not finite or beyond ±1e15: not drawn"),
+        pic.svg
+            .contains("2 point(s) of &quot;loss&quot; missing, not finite or beyond ±1e15: not drawn"),
         "{}",
         pic.svg
     );
