@@ -1,9 +1,47 @@
-//! Cooperative cancellation of a training run by a library caller (the Python package turns
-//! Ctrl-C into it). The flag is scoped to the calling thread, so concurrent runs on other
-//! threads are unaffected and nothing global is shared.
+//! The one stop condition a training loop polls between steps ([`stop_requested`]): the
+//! binary's first SIGINT/SIGTERM ([`crate::signal`] routes it here) or a library caller's
+//! cancellation (the Python package turns Ctrl-C into it). Either way the loop finishes its
+//! step, writes a resumable checkpoint and ends with an `Interrupted` error.
+//!
+//! A caller's flag is scoped to the calling thread, so concurrent runs on other threads are
+//! unaffected; a signal is to the whole process, so it stops every run in it.
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
+
+/// The first stop signal the process received (0: none).
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+/// Why a run was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A signal to the process (its number).
+    Signal(i32),
+    /// The library caller's flag (see [`scoped`]).
+    Caller,
+}
+
+/// Whether a run in this thread should stop after its current step, and why.
+pub fn stop_requested() -> Option<Stop> {
+    match SIGNALLED.load(Ordering::SeqCst) {
+        0 => requested().then_some(Stop::Caller),
+        sig => Some(Stop::Signal(sig)),
+    }
+}
+
+/// Record a stop signal; returns the one recorded before (0: none). Async-signal-safe (one
+/// atomic swap): the signal handler calls it.
+pub(crate) fn signal_received(sig: i32) -> i32 {
+    SIGNALLED.swap(sig, Ordering::SeqCst)
+}
+
+/// The first stop signal the process received, if any.
+pub fn signalled() -> Option<i32> {
+    match SIGNALLED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
 
 thread_local! {
     static FLAG: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Unsupported,
     /// Anything else a user can cause (bad arguments).
     Invalid,
+    /// Stopped on request (SIGINT/SIGTERM) after writing a resumable checkpoint.
+    Interrupted,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +57,9 @@ impl Error {
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, msg)
+    }
+    pub fn interrupted(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Interrupted, msg)
     }
 }
 

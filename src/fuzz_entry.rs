@@ -96,7 +96,8 @@ pub fn micro_checkpoint_bytes() -> Vec<u8> {
     let model = Clip::random(config, 0, &Device::Cpu).expect("random model");
     let params = model.params();
     let tensors: Vec<(&str, &Tensor)> = params.iter().map(|p| (p.name.as_str(), &p.value)).collect();
-    crate::tensor::io::safetensors_bytes(&tensors, &Default::default()).expect("serialisable")
+    crate::tensor::io::safetensors_bytes(Path::new("micro.safetensors"), &tensors, &Default::default())
+        .expect("serialisable")
 }
 
 /// tokenizer.json, then a few texts encoded with it.

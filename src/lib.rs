@@ -136,10 +136,13 @@ pub mod error;
 pub mod eval;
 #[doc(hidden)]
 pub mod fuzz_entry;
+pub mod guard;
+pub mod io;
 pub mod nn;
 pub mod progress;
 pub mod report;
 pub mod selfcheck;
+pub mod signal;
 pub mod tensor;
 pub mod train;
 pub mod user_file;

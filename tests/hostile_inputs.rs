@@ -6,10 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cliptune::backend::Device;
-use cliptune::tensor::io::write_safetensors;
-use cliptune::Tensor;
-
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cliptune"));
     c.env("XDG_RUNTIME_DIR", "/tmp");
@@ -136,11 +132,24 @@ fn model_with_tensor(dir: &Path, name: &str, f: impl Fn(&mut Vec<f32>)) -> PathB
         if n == name {
             f(&mut vals);
         }
-        tensors.push((n.clone(), Tensor::from_vec(vals, v.shape(), &Device::Cpu).unwrap()));
+        let raw: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
+        tensors.push((n.clone(), v.shape().to_vec(), raw));
     }
-    assert!(tensors.iter().any(|(n, _)| n == name), "no tensor {name}");
-    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    write_safetensors(&m.join("model.safetensors"), &refs).unwrap();
+    assert!(tensors.iter().any(|(n, _, _)| n == name), "no tensor {name}");
+    // The safetensors crate's own writer: ours refuses non-finite values, and a hostile
+    // model file is exactly what this builds.
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, shape, raw)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), raw).unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    std::fs::write(
+        m.join("model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
     m
 }
 

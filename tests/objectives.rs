@@ -343,4 +343,8 @@ fn small_data_gets_the_step_floor_with_the_batch_capped() {
     assert_eq!((big.batch, big.total), (64, 470));
     // --max-steps still cuts.
     assert_eq!(Schedule::new(96, 64, 10, Some(50), None, Some(300)).total, 50);
+    // Tiny data: the cap stops at 2 (a contrastive batch of one pair learns nothing), unless
+    // --batch 1 was asked.
+    assert_eq!(Schedule::new(4, 64, 10, None, None, Some(300)).batch, 2);
+    assert_eq!(Schedule::new(4, 1, 10, None, None, Some(300)).batch, 1);
 }

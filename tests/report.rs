@@ -204,8 +204,25 @@ fn report_has_the_numbers_deltas_roles_and_charts() {
     assert!((x - 0.9).abs() < 1e-4);
     assert!(html.contains("<span class=\"ret red\">0.900</span>"));
     // Charts referenced relatively, and the training table.
-    assert!(html.contains("src=\"report_retention.png\""));
-    assert!(html.contains("src=\"report_curves.png\""));
+    assert!(html.contains("href=\"report_retention.png\""));
+    assert!(html.contains("href=\"report_curves.png\""));
+    // The same charts inline as SVG, their text real text.
+    assert_eq!(html.matches("<svg").count(), 2, "two inline charts");
+    assert!(html.contains("<svg role=\"img\" aria-label=\"before/after bars per dataset\""));
+    for t in [
+        "Before / after per dataset",
+        "accuracy / recall (%)",
+        "Training loss",
+        "step",
+        "data/pets",
+    ] {
+        assert!(
+            html.contains(&format!(">{t}"))
+                || html.contains(&format!(">\n{t}"))
+                || html.contains(&format!("{t}\n</text>")),
+            "no chart text {t:?}"
+        );
+    }
     assert!(html.contains("train_log.jsonl"));
     assert!(html.contains("1 line(s) without step/loss skipped"));
     assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
@@ -311,8 +328,16 @@ fn logs_with_nan_events_and_a_truncated_last_line() {
         "{:?}",
         log.notes
     );
-    let img = cliptune::report::curves_chart(&[log]);
+    let pic = chart::render(&cliptune::report::curves_chart(&[log]), "curves.png").unwrap();
+    let img = image::load_from_memory(&pic.png).unwrap().to_rgb8();
     assert!(img.pixels().any(|p| p.0 == chart::PALETTE[0]));
+    // The two steps without a loss are skipped, and the chart says so.
+    assert!(
+        pic.svg
+            .contains("2 point(s) of &quot;loss&quot; missing, not finite or beyond ±1e15: not drawn"),
+        "{}",
+        pic.svg
+    );
 }
 
 fn err_of(o: &ReportOptions) -> String {

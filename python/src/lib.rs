@@ -129,6 +129,8 @@ fn train(py: Python<'_>, args: Vec<String>) -> PyResult<Py<PyDict>> {
             s.steps,
             s.out.display()
         ),
+        // The loop's own account: the step it stopped after and where its checkpoint is.
+        Err(e) if e.kind == ErrorKind::Interrupted => e.msg.clone(),
         Err(e) => format!("training interrupted: {e}"),
     })?;
     let d = PyDict::new(py);

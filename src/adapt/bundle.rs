@@ -62,6 +62,7 @@ use crate::clip::zero_shot::class_embeddings;
 use crate::clip::Clip;
 use crate::error::{Error, Result};
 use crate::eval::linear_probe::LinearProbe;
+use crate::io::fingerprint::{weights_fingerprint, Digest};
 use crate::tensor::io::write_atomic;
 use crate::tensor::Tensor;
 
@@ -207,6 +208,10 @@ pub struct Manifest {
     /// Shapes of the base model (absent in hand-written manifests: then only the
     /// fingerprint is checked).
     pub model_shape: Option<ModelShape>,
+    /// [`weights_fingerprint`] of the base model: covers every weight an adapter
+    /// changes, so a model that already contains this adapter (merged) is refused.
+    /// Absent in manifests of older versions.
+    pub weights_fingerprint: Option<String>,
     /// Method-specific information (classes, words, LoRA settings), a JSON object.
     pub info: serde_json::Map<String, Value>,
 }
@@ -229,6 +234,7 @@ impl Manifest {
             fingerprint: model_fingerprint(model)?,
             created: utc_now(),
             model_shape: Some(ModelShape::of(model)),
+            weights_fingerprint: Some(weights_fingerprint(model)?),
             info,
         })
     }
@@ -243,6 +249,9 @@ impl Manifest {
         m.insert("created".into(), json!(self.created));
         if let Some(s) = &self.model_shape {
             m.insert("model_shape".into(), s.to_json());
+        }
+        if let Some(w) = &self.weights_fingerprint {
+            m.insert("weights_fingerprint".into(), json!(w));
         }
         m.insert("info".into(), Value::Object(self.info.clone()));
         Value::Object(m)
@@ -302,7 +311,7 @@ impl Manifest {
         };
         // Method-specific keys live under "info"; without one, every other top-level key
         // counts as info (the flat layout is read too).
-        const KNOWN: [&str; 8] = [
+        const KNOWN: [&str; 9] = [
             "format",
             "version",
             "method",
@@ -310,6 +319,7 @@ impl Manifest {
             "fingerprint",
             "created",
             "model_shape",
+            "weights_fingerprint",
             "info",
         ];
         let info = match v.get("info") {
@@ -331,6 +341,7 @@ impl Manifest {
             fingerprint,
             created: v.get("created").and_then(Value::as_str).unwrap_or("").to_string(),
             model_shape,
+            weights_fingerprint: v.get("weights_fingerprint").and_then(Value::as_str).map(String::from),
             info,
         })
     }
@@ -359,6 +370,17 @@ impl Manifest {
                  fingerprint {fp}: it belongs to another model (load it with --model {base})",
                 self.fingerprint
             )));
+        }
+        if let Some(want) = &self.weights_fingerprint {
+            let now = weights_fingerprint(model)?;
+            if &now != want {
+                return Err(Error::invalid(format!(
+                    "adapter {d}: this {m} adapter was made for {base}, and {model_label} has that model's text \
+                     embeddings but other weights (weights fingerprint {now}, the adapter's base {want}): it already \
+                     contains an update, e.g. this adapter merged into it; applying it would add the update twice \
+                     (use {model_label} alone, or {base} with --adapter {d})"
+                )));
+            }
         }
         Ok(())
     }
@@ -877,6 +899,77 @@ pub fn inspect(path: &Path) -> Result<AdapterDir> {
             ),
         )),
     }
+}
+
+/// Written into a merged model directory by `cliptune merge`: the adapters it contains
+/// (`{"merged": [{"dir", "method", "digest"}]}`, the base model's own list first).
+pub const MERGED_FROM: &str = "merged_from.json";
+
+/// Digest of an adapter's weights (its method's main file, and PEFT's config for LoRA).
+pub fn adapter_digest(a: &AdapterDir) -> Result<String> {
+    let mut d = Digest::new();
+    let mut files = vec![a.dir.join(a.method.main_file())];
+    if a.method == Method::Lora {
+        files.push(a.dir.join(lora::ADAPTER_CONFIG));
+    }
+    for f in files {
+        d.bytes(&std::fs::read(&f).map_err(|e| Error::io(f.display(), e))?);
+    }
+    Ok(d.hex())
+}
+
+/// The adapters merged into the model in `model_dir` (empty for a model never merged).
+pub fn merged_adapters(model_dir: &Path) -> Result<Vec<Value>> {
+    let path = model_dir.join(MERGED_FROM);
+    if !path.is_file() {
+        return Ok(vec![]);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| Error::io(path.display(), format!("invalid JSON: {e}")))?;
+    v.get("merged")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| Error::io(path.display(), "no 'merged' list"))
+}
+
+/// The [`MERGED_FROM`] record for a model made by merging `adapters` into `model_dir`.
+pub fn merged_record(model_dir: &Path, adapters: &[PathBuf]) -> Result<Value> {
+    let mut list = merged_adapters(model_dir)?;
+    for a in adapters {
+        let info = inspect(a)?;
+        list.push(json!({
+            "dir": info.dir.display().to_string(),
+            "method": info.method.name(),
+            "digest": adapter_digest(&info)?,
+        }));
+    }
+    Ok(json!({"base_model": model_dir.display().to_string(), "merged": list}))
+}
+
+/// Refuse to apply (or merge) an adapter the model in `model_dir` already contains.
+pub fn check_not_merged(model_dir: &Path, adapters: &[PathBuf]) -> Result<()> {
+    let merged = merged_adapters(model_dir)?;
+    if merged.is_empty() {
+        return Ok(());
+    }
+    for a in adapters {
+        let info = inspect(a)?;
+        let digest = adapter_digest(&info)?;
+        if let Some(m) = merged
+            .iter()
+            .find(|m| m.get("digest").and_then(Value::as_str) == Some(digest.as_str()))
+        {
+            return Err(Error::invalid(format!(
+                "adapter {}: the model {} already contains it (merged from {}, recorded in its {MERGED_FROM}); \
+                 applying it again would add its update twice: use {} alone",
+                a.display(),
+                model_dir.display(),
+                m.get("dir").and_then(Value::as_str).unwrap_or("?"),
+                model_dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Prefix an error with the adapter directory unless it already names it.

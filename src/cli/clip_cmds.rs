@@ -131,6 +131,7 @@ pub fn load_adapters_cli(
     adapters: &[PathBuf],
 ) -> Result<Adapters> {
     check_tokenizer_fits(model, tok, dir)?;
+    cliptune::adapt::bundle::check_not_merged(dir, adapters)?;
     let ad = load_adapters_named(model, tok, adapters, &format!("the model {}", dir.display()))?;
     for a in &ad.loaded {
         eprintln!("loaded {}", a.describe());
@@ -242,6 +243,8 @@ pub fn embed_cmd(
     force: bool,
 ) -> Result<()> {
     check_out_path(out, dir, adapters, force)?;
+    // One writer per output file: a second embed into the same --out is refused.
+    let _lock = cliptune::io::lock::lock_beside(out, "embed")?;
     let mut model = Clip::load(dir, dev, WeightStorage::AsStored)?;
     let mut tok = ClipTokenizer::for_model_dir_with(dir, pipeline)?;
     let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
@@ -321,7 +324,7 @@ pub fn embed_cmd(
         }
     }
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let bytes = safetensors_bytes(&refs, &meta)?;
+    let bytes = safetensors_bytes(out, &refs, &meta)?;
     if force {
         write_atomic(out, &bytes)?;
     } else {

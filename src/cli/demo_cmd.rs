@@ -43,6 +43,7 @@ pub struct DemoCli {
 pub fn run(c: DemoCli) -> Result<()> {
     // Refuse a foreign --out before anything slow (device start-up) happens.
     cliptune::demo::check_out(&c.out)?;
+    let _lock = cliptune::io::lock::lock_beside(&c.out, "demo")?;
     let mut a = DemoArgs::new(c.out);
     a.model = c.model;
     a.heldout = c.heldout;

@@ -30,7 +30,7 @@ fn parse(subcommand: &str, args: &[String]) -> Result<Command> {
 /// `cliptune train ARGS...` (e.g. `["--method", "lora", "--model", "m/", "--data",
 /// "shots/", "--out", "lora/"]`): trains and writes the adapter exactly as the binary does.
 /// Progress goes to stderr. Inside [`crate::cancel::scoped`], a cancellation ends the run
-/// after the current step with a resumable checkpoint, as `--stop-after` would.
+/// after the current step with a resumable checkpoint and an `Interrupted` error.
 ///
 /// ```
 /// let err = cliptune::cli::train(&["--method".into(), "lora".into()]).err().unwrap();

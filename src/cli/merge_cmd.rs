@@ -7,10 +7,12 @@
 //! - Prompt and linear-probe adapters are not weights of the model: refused, with a hint.
 //!
 //! The checkpoint is written to a temporary directory next to `--out` and renamed into place,
-//! so `--out` never holds half a model. An existing non-empty `--out` is refused.
+//! so `--out` never holds half a model. An existing non-empty `--out` is refused, and so is a
+//! second merge into the same `--out` while one runs (a lock beside it). The merged
+//! directory lists what it contains in `merged_from.json`; those adapters are refused on it.
 use std::path::{Path, PathBuf};
 
-use cliptune::adapt::bundle::{inspect, Method};
+use cliptune::adapt::bundle::{inspect, Method, MERGED_FROM};
 use cliptune::adapt::lora::{self, save_hf_checkpoint};
 use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::{Clip, Layout, WeightStorage};
@@ -21,6 +23,8 @@ pub fn run(model_dir: &Path, adapters: &[PathBuf], out: &Path, dev: &Device) -> 
     if adapters.is_empty() {
         return Err(Error::invalid("merge: give at least one --adapter DIR"));
     }
+    // Held until the merged directory is in place; cleans dead merges' temporaries.
+    let _lock = cliptune::io::lock::lock_beside(out, "merge")?;
     check_out(out)?;
     for a in adapters {
         let info = inspect(a)?;
@@ -65,7 +69,11 @@ pub fn run(model_dir: &Path, adapters: &[PathBuf], out: &Path, dev: &Device) -> 
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
     let tmp = parent.join(format!(".{name}.merge-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = write_merged(&model, &tok, model_dir, &tmp, vocab0, !new_words.is_empty());
+    let result = write_merged(&model, &tok, model_dir, &tmp, vocab0, !new_words.is_empty()).and_then(|_| {
+        let record = cliptune::adapt::bundle::merged_record(model_dir, adapters)?;
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::io(MERGED_FROM, e))?;
+        write_atomic(&tmp.join(MERGED_FROM), &bytes)
+    });
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -81,6 +89,7 @@ pub fn run(model_dir: &Path, adapters: &[PathBuf], out: &Path, dev: &Device) -> 
             format!("cannot move the merged checkpoint into place: {e}"),
         ));
     }
+    cliptune::io::atomic::sync_dir(parent)?;
     eprintln!(
         "merged {} adapter(s) into {}: {merged_sites} LoRA module(s){}",
         ad.len(),

@@ -23,17 +23,17 @@ pub struct PretrainCli {
     /// Model directory to write (new, empty, or a previous pretrain output).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_parser = super::args::positive_count, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = super::args::positive_count)]
     epochs: usize,
-    #[arg(long, value_parser = super::args::positive_count, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::args::positive_count)]
     batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = super::args::positive)]
     lr: f32,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::args::non_negative)]
     weight_decay: f32,
     #[arg(long, default_value_t = 200)]
     warmup: usize,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
     max_grad_norm: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,

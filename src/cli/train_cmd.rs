@@ -23,19 +23,19 @@ pub struct TrainCli {
     /// Adapter directory to write (new, empty, or a previous cliptune adapter).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_parser = super::args::positive_count, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::args::positive_count)]
     epochs: usize,
-    #[arg(long, value_parser = super::args::positive_count, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::args::positive_count)]
     batch: usize,
     /// Default per method: lora 1e-4, prompt 2e-3, textual-inversion 5e-3, full 1e-5.
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::positive)]
     lr: Option<f32>,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::args::non_negative)]
     weight_decay: f32,
     /// Warmup steps (default: 10 % of the steps, at most 100).
     #[arg(long)]
     warmup: Option<usize>,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
     max_grad_norm: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -49,11 +49,11 @@ pub struct TrainCli {
     /// Write the adapter every N steps (and always at the end).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: usize,
-    #[arg(long, value_parser = super::args::positive_count, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::args::positive_count)]
     rank: usize,
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = 16.0, value_parser = super::args::positive)]
     alpha: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::args::dropout)]
     lora_dropout: f32,
     /// LoRA targets: q,k,v,o,fc1,fc2.
     #[arg(long, default_value = "q,v")]
@@ -65,7 +65,7 @@ pub struct TrainCli {
     #[arg(long)]
     layers: Option<String>,
     /// CoOp context vectors.
-    #[arg(long, value_parser = super::args::positive_count, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::args::positive_count)]
     n_ctx: usize,
     /// CoOp: initialise the context from a phrase (sets the count), e.g. "a photo of a".
     #[arg(long)]
@@ -79,14 +79,14 @@ pub struct TrainCli {
     #[arg(long)]
     init_token: Option<String>,
     /// Full fine-tuning: WiSE-FT weight toward the fine-tuned weights (1 = no ensembling).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::fraction)]
     wise_alpha: f32,
     /// Retention guard: a general labelled set (class folders or fashion-mnist:test[:N])
     /// whose zero-shot top-1 is measured before training and every --retention-every steps.
     #[arg(long)]
     retention_set: Option<String>,
     /// Stop (LoRA: scale the update back) when retention falls below this fraction.
-    #[arg(long, default_value_t = 0.98)]
+    #[arg(long, default_value_t = 0.98, value_parser = super::args::fraction)]
     min_retention: f32,
     #[arg(long, default_value_t = 50)]
     retention_every: usize,

@@ -357,8 +357,9 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Groups of files with identical bytes (in input order; a path listed twice counts once),
-/// and the files that could not be read.
+/// Groups of rows whose files have identical bytes (in input order), and the files that
+/// could not be read. A path listed in several rows is one such group: those rows train
+/// on the same image exactly like copies of the file would.
 fn find_duplicates(paths: &[&Path]) -> (Vec<Vec<PathBuf>>, Vec<(PathBuf, String)>) {
     let hashed: Vec<std::result::Result<(u64, u64), String>> = paths
         .par_iter()
@@ -371,14 +372,10 @@ fn find_duplicates(paths: &[&Path]) -> (Vec<Vec<PathBuf>>, Vec<(PathBuf, String)
     let mut unreadable = Vec::new();
     let mut buckets: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
     let mut order: Vec<(u64, u64)> = Vec::new();
-    let mut seen_paths: HashMap<&Path, ()> = HashMap::new();
     for (i, h) in hashed.into_iter().enumerate() {
         match h {
             Err(e) => unreadable.push((paths[i].to_path_buf(), e)),
             Ok(key) => {
-                if seen_paths.insert(paths[i], ()).is_some() {
-                    continue;
-                }
                 let b = buckets.entry(key).or_default();
                 if b.is_empty() {
                     order.push(key);

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::eval::suite::ImageSource;
 use crate::Device;
 
-pub use report::{results_json, table};
+pub use report::{frontier, results_json, table};
 
 /// The marker file of a demo report directory (`--out` may replace a directory holding it).
 pub const MARKER: &str = "cliptune_demo.json";

@@ -1,5 +1,6 @@
 //! What `cliptune demo` shows: the aligned table (stdout), `results.json`, the two bar
-//! charts and `report.html`, plus the `cliptune_demo.json` marker.
+//! charts and the frontier (PNG files, and inline SVG in `report.html`), plus the
+//! `cliptune_demo.json` marker.
 use std::fmt::Write;
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use serde_json::{json, Value};
 use super::methods::{DEMO_FEATURE_PRESERVATION, DEMO_KGCOOP};
 use super::{DemoResult, DemoRow, MARKER, TARGET_TEMPLATE, TI_CLASS, TI_WORD};
 use crate::error::Result;
-use crate::report::chart::{bar_chart, encode_png, line_chart, BarChart, BarGroup, LineChart, Series, PALETTE};
+use crate::report::chart::{inline_svg, render, BarChart, BarGroup, Figure, ScatterChart, ScatterPoint, PALETTE};
 use crate::report::html::esc;
 use crate::report::{format_utc, retention_class};
 use crate::tensor::io::write_atomic;
@@ -153,7 +154,7 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// Both charts, `results.json`, `report.html` and the marker into `dir`.
+/// The three charts, `results.json`, `report.html` and the marker into `dir`.
 pub(super) fn write_all(dir: &Path, r: &mut DemoResult) -> Result<()> {
     let generated = format_utc(now_unix());
     if let Some(o) = r.info.as_object_mut() {
@@ -194,21 +195,28 @@ pub(super) fn write_all(dir: &Path, r: &mut DemoResult) -> Result<()> {
         width,
         height: 380,
     };
-    for (name, chart) in [("target_top1.png", &top1), ("retention.png", &ret)] {
+    // All three drawn before any is written: a drawing error leaves no partial set.
+    let mut svgs = vec![];
+    let mut pngs = vec![];
+    for (name, fig) in [
+        ("target_top1.png", Figure::Bars(top1)),
+        ("retention.png", Figure::Bars(ret)),
+        ("frontier.png", Figure::Scatter(frontier(&r.rows))),
+    ] {
         let p = dir.join(name);
-        write_atomic(&p, &encode_png(&bar_chart(chart), &p.display().to_string())?)?;
+        let pic = render(&fig, &p.display().to_string())?;
+        svgs.push(pic.svg);
+        pngs.push((p, pic.png));
     }
-    let p = dir.join("frontier.png");
-    write_atomic(
-        &p,
-        &encode_png(&line_chart(&frontier(&r.rows)), &p.display().to_string())?,
-    )?;
+    for (p, png) in &pngs {
+        write_atomic(p, png)?;
+    }
     let results = results_json(r);
     write_atomic(
         &dir.join("results.json"),
         serde_json::to_string_pretty(&results).unwrap_or_default().as_bytes(),
     )?;
-    write_atomic(&dir.join("report.html"), html(r, &generated).as_bytes())?;
+    write_atomic(&dir.join("report.html"), html(r, &generated, &svgs).as_bytes())?;
     let marker = json!({
         "what": "cliptune demo report: `cliptune demo --out` may replace this directory",
         "cliptune_version": env!("CARGO_PKG_VERSION"),
@@ -221,37 +229,38 @@ pub(super) fn write_all(dir: &Path, r: &mut DemoResult) -> Result<()> {
     )
 }
 
-/// Target top-1 against zero-shot retention, one marker per row (up and to the right
-/// is better): the trade-off every method makes, in one picture.
-fn frontier(rows: &[DemoRow]) -> LineChart {
-    let series = rows
+/// Target top-1 against zero-shot retention, one labelled point per row (up and to the
+/// right is better): the trade-off every method makes, in one picture. The zero-shot row
+/// is the baseline every method starts from.
+pub fn frontier(rows: &[DemoRow]) -> ScatterChart {
+    let points = rows
         .iter()
         .enumerate()
         .map(|(i, x)| {
             // Past the palette, the same hues again, darker.
             let c = PALETTE[i % PALETTE.len()];
             let k = if i < PALETTE.len() { 1.0 } else { 0.6 };
-            Series {
-                label: x.method.clone(),
-                points: vec![(x.zero_shot_retention as f64, 100.0 * x.target_top1 as f64)],
+            let baseline = x.key == "zero-shot";
+            ScatterPoint {
+                label: if baseline {
+                    format!("{} (baseline)", x.method)
+                } else {
+                    x.method.clone()
+                },
+                x: x.zero_shot_retention as f64,
+                y: 100.0 * x.target_top1 as f64,
                 color: c.map(|v| (v as f32 * k) as u8),
-                faint: false,
+                baseline,
             }
         })
         .collect();
-    let lo = rows
-        .iter()
-        .map(|x| x.zero_shot_retention as f64)
-        .fold(1.0f64, f64::min)
-        .min(0.9);
-    LineChart {
+    ScatterChart {
         title: "Target top-1 against zero-shot retention".into(),
-        x_label: "zero-shot retention on the held-out set (1.0 = nothing lost)".into(),
-        y_label: "target top-1 (%)".into(),
-        series,
-        x_range: Some(((lo - 0.05).max(0.0), 1.05)),
+        x_label: "zero-shot retention on the held-out set (after / before; 1.0 = nothing lost)".into(),
+        y_label: "target top-1 on Fashion-MNIST test (%)".into(),
+        points,
         width: 900,
-        height: 520,
+        height: 560,
     }
 }
 
@@ -278,9 +287,11 @@ h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:.3em .6em}
 th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.green{background:#d5f5dd}td.amber{background:#fff1c2}td.red{background:#ffd6d6}
-.meta{color:#666}dt{font-weight:600;margin-top:.6em}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}";
+.meta{color:#666}dt{font-weight:600;margin-top:.6em}figure{margin:1em 0}figure svg{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#666;font-size:.9em}";
 
-fn html(r: &DemoResult, generated: &str) -> String {
+/// `svgs`: the target top-1, retention and frontier charts, in that order.
+fn html(r: &DemoResult, generated: &str, svgs: &[String]) -> String {
     let i = &r.info;
     let s = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
     let mut o = format!(
@@ -346,15 +357,31 @@ fn html(r: &DemoResult, generated: &str) -> String {
     let _ = write!(
         o,
         "<p>Retention is the held-out metric after the method divided by the base model's (1.0: nothing lost). \
-         Textual inversion: recall of {:?} {} before, {} after naming it {}.</p>\n\
-         <figure><img src=\"target_top1.png\" alt=\"target top-1 per method\"></figure>\n\
-         <figure><img src=\"retention.png\" alt=\"retention per method\"></figure>\n\
-         <figure><img src=\"frontier.png\" alt=\"target top-1 against zero-shot retention, one point per method\"></figure>\n<h2>What each method trains</h2>\n<dl>\n",
+         Textual inversion: recall of {:?} {} before, {} after naming it {}.</p>\n",
         r.ti.class,
         pct(r.ti.before),
         pct(r.ti.after),
         esc(&r.ti.word)
     );
+    for ((png, alt), svg) in [
+        ("target_top1.png", "target top-1 per method"),
+        ("retention.png", "retention per method"),
+        (
+            "frontier.png",
+            "target top-1 against zero-shot retention, one point per method; up and to the right is better",
+        ),
+    ]
+    .into_iter()
+    .zip(svgs)
+    {
+        let _ = writeln!(
+            o,
+            "<figure>{}<figcaption>{} (PNG: <a href=\"{png}\">{png}</a>)</figcaption></figure>",
+            inline_svg(svg, &esc(alt)),
+            esc(alt)
+        );
+    }
+    o.push_str("<h2>What each method trains</h2>\n<dl>\n");
     for x in &r.rows {
         let _ = writeln!(o, "<dt>{}</dt><dd>{}</dd>", esc(&x.method), esc(&description(&x.key)));
     }

@@ -1,5 +1,5 @@
-//! The report page: one self-contained HTML file (inline CSS, no scripts) whose charts
-//! are PNGs next to it, referenced by relative file name.
+//! The report page: one self-contained HTML file (inline CSS, no scripts) with its charts
+//! inline as SVG; the same charts as PNG sit next to it, linked by relative file name.
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,10 @@ pub struct Page<'a> {
     pub before_path: &'a Path,
     pub after_path: &'a Path,
     pub logs: &'a [TrainLog],
-    /// `[retention bars, curves (with logs)]`, next to the page.
+    /// `[retention bars, curves (with logs)]`, PNGs next to the page.
     pub charts: &'a [PathBuf],
+    /// The same charts as SVG, in the same order, inlined in the page.
+    pub svgs: &'a [&'a str],
     pub generated: &'a str,
 }
 
@@ -290,15 +292,32 @@ fn opt(x: Option<(u64, f64)>, f: impl Fn(f64) -> String) -> String {
         .unwrap_or_else(|| "&mdash;".into())
 }
 
-fn training(o: &mut String, logs: &[TrainLog], curves: Option<&PathBuf>) {
+/// A chart inline as SVG, its caption and a link to the PNG copy next to the page.
+fn figure(o: &mut String, svg: &str, png: &Path, alt: &str, caption: &str) {
+    let _ = writeln!(
+        o,
+        "<figure>{}<figcaption>{caption} (PNG: <a href=\"{}\">{}</a>)</figcaption></figure>",
+        super::chart::inline_svg(svg, &esc(alt)),
+        url_file(png),
+        esc(&png
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()),
+    );
+}
+
+fn training(o: &mut String, logs: &[TrainLog], curves: Option<(&PathBuf, &str)>) {
     o.push_str("<h2>Training</h2>\n");
-    if let Some(p) = curves {
-        let _ = writeln!(
-            o,
-            "<figure><img src=\"{}\" alt=\"training loss and accuracy against step\"><figcaption>Loss against step{}.</figcaption></figure>",
-            url_file(p),
-            if logs.iter().any(|l| l.has(|r| r.retention) || l.has(|r| r.eval_top1)) { "; below it, logged retention / eval accuracy" } else { "" }
+    if let Some((p, svg)) = curves {
+        let caption = format!(
+            "Loss against step{}.",
+            if logs.iter().any(|l| l.has(|r| r.retention) || l.has(|r| r.eval_top1)) {
+                "; below it, logged retention / eval accuracy"
+            } else {
+                ""
+            }
         );
+        figure(o, svg, p, "training loss and accuracy against step", &caption);
     }
     o.push_str(
         "<table>\n<tr><th>Log</th><th>Records</th><th>Steps</th><th>First loss</th><th>Final loss</th><th>Lowest loss</th>\
@@ -366,7 +385,7 @@ th{background:#f5f5f5;font-weight:600}td.num{text-align:right;font-variant-numer
 td.ret.green{background:#d5f5dd}td.ret.amber{background:#fff1c2}td.ret.red{background:#ffd6d6}
 .role{font-size:.8em;padding:.1em .4em;border-radius:3px}.role.target{background:#dbe9ff;color:#0b3c8c}
 .role.retention{background:#eee;color:#444}.note{color:#555;font-size:.92em}.meta{color:#666}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#666;font-size:.9em}
+figure{margin:1em 0}figure img,figure svg{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#666;font-size:.9em}
 code{font-size:.95em}";
 
 /// The whole page.
@@ -388,16 +407,18 @@ pub fn render(p: &Page) -> String {
     o.push_str("\n</table>\n");
     summary(&mut o, c);
     tables(&mut o, c);
-    if let Some(bars) = p.charts.first() {
-        let _ = writeln!(
-            o,
-            "<h2>Before and after</h2>\n<figure><img src=\"{}\" alt=\"before/after bars per dataset\"><figcaption>Zero-shot top-1, \
-             retrieval R@1 in each direction and linear-probe top-1, before and after (%).</figcaption></figure>",
-            url_file(bars)
+    if let (Some(bars), Some(svg)) = (p.charts.first(), p.svgs.first()) {
+        o.push_str("<h2>Before and after</h2>\n");
+        figure(
+            &mut o,
+            svg,
+            bars,
+            "before/after bars per dataset",
+            "Zero-shot top-1, retrieval R@1 in each direction and linear-probe top-1, before and after (%).",
         );
     }
     if !p.logs.is_empty() {
-        training(&mut o, p.logs, p.charts.get(1));
+        training(&mut o, p.logs, p.charts.get(1).zip(p.svgs.get(1).copied()));
     }
     o.push_str("</body>\n</html>\n");
     o

@@ -1,6 +1,6 @@
 //! `cliptune report`: compare two `cliptune eval --out` files (before and after
 //! fine-tuning) and the training logs of the run, and write a self-contained HTML page
-//! with PNG charts next to it.
+//! with its charts inline as SVG and as PNG files next to it.
 //!
 //! - Every dataset of either file is a row: zero-shot top-1/top-5, retrieval R@1/5/10
 //!   both ways, linear-probe top-1, each before, after and the change in percentage points.
@@ -15,8 +15,9 @@
 //!
 //! Output for `--out DIR/report.html`: `DIR/report.html`, `DIR/report_retention.png`
 //! (before/after bars per dataset) and, with logs, `DIR/report_curves.png` (loss, and
-//! retention/eval accuracy when logged, against step). Each file is written atomically;
-//! the HTML last, so it never points at a chart that is not there yet.
+//! retention/eval accuracy when logged, against step); the page carries the same charts
+//! inline as SVG. Each file is written atomically; the HTML last, so it never points at a
+//! chart that is not there yet.
 pub mod chart;
 pub mod html;
 
@@ -535,17 +536,17 @@ fn label_logs(logs: &mut [TrainLog]) {
 // ---------------------------------------------------------------- charts
 
 /// Before/after bars of each dataset's headline metrics, in %.
-pub fn retention_chart(c: &Comparison) -> image::RgbImage {
+pub fn retention_chart(c: &Comparison) -> chart::Figure {
     let mut groups = vec![];
     for r in &c.rows {
         for m in r.headline() {
             let metric = match (r.kind, m.name) {
-                (Kind::ZeroShot, _) => "ZS TOP-1".to_string(),
-                (Kind::LinearProbe, _) => "PROBE TOP-1".to_string(),
-                (Kind::Retrieval, n) if n.starts_with("image") => "I2T R@1".to_string(),
-                _ => "T2I R@1".to_string(),
+                (Kind::ZeroShot, _) => "zero-shot top-1".to_string(),
+                (Kind::LinearProbe, _) => "probe top-1".to_string(),
+                (Kind::Retrieval, n) if n.starts_with("image") => "image→text R@1".to_string(),
+                _ => "text→image R@1".to_string(),
             };
-            let role = if r.target { "TARGET" } else { "RETENTION" };
+            let role = if r.target { "target" } else { "retention" };
             let name = match r.kind {
                 Kind::LinearProbe => r.name.rsplit(" -> ").next().unwrap_or(&r.name).to_string(),
                 _ => r.name.clone(),
@@ -557,7 +558,7 @@ pub fn retention_chart(c: &Comparison) -> image::RgbImage {
         }
     }
     let width = (110 + groups.len() as u32 * 120).clamp(520, 2400);
-    chart::bar_chart(&chart::BarChart {
+    chart::Figure::Bars(chart::BarChart {
         title: "Before / after per dataset".into(),
         y_label: "accuracy / recall (%)".into(),
         series: vec![("before".into(), [120, 144, 176]), ("after".into(), chart::PALETTE[1])],
@@ -569,7 +570,7 @@ pub fn retention_chart(c: &Comparison) -> image::RgbImage {
 
 /// Loss against step (one line per log, smoothed when long) and, under it when any log
 /// has them, retention / eval accuracy against step.
-pub fn curves_chart(logs: &[TrainLog]) -> image::RgbImage {
+pub fn curves_chart(logs: &[TrainLog]) -> chart::Figure {
     let mut loss_series = vec![];
     let mut acc_series = vec![];
     let mut colour = 0usize;
@@ -649,7 +650,7 @@ pub fn curves_chart(logs: &[TrainLog]) -> image::RgbImage {
     let x_range = steps.fold(None, |acc: Option<(f64, f64)>, s| {
         Some(acc.map_or((s, s), |(a, b)| (a.min(s), b.max(s))))
     });
-    let top = chart::line_chart(&chart::LineChart {
+    let top = chart::Figure::Lines(chart::LineChart {
         title: "Training loss".into(),
         x_label: "step".into(),
         y_label: "loss".into(),
@@ -661,7 +662,7 @@ pub fn curves_chart(logs: &[TrainLog]) -> image::RgbImage {
     if acc_series.is_empty() {
         return top;
     }
-    let bottom = chart::line_chart(&chart::LineChart {
+    let bottom = chart::Figure::Lines(chart::LineChart {
         title: "Accuracy during training".into(),
         x_label: "step".into(),
         y_label: "accuracy (%)".into(),
@@ -670,10 +671,7 @@ pub fn curves_chart(logs: &[TrainLog]) -> image::RgbImage {
         width: 900,
         height: 340,
     });
-    let mut img = image::RgbImage::from_pixel(900, top.height() + bottom.height(), image::Rgb(chart::BACKGROUND));
-    image::imageops::replace(&mut img, &top, 0, 0);
-    image::imageops::replace(&mut img, &bottom, 0, top.height() as i64);
-    img
+    chart::Figure::Stack(vec![top, bottom])
 }
 
 // ---------------------------------------------------------------- the report
@@ -799,15 +797,19 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportOutput> {
         }
     }
 
-    let bars = retention_chart(&comparison);
-    write_atomic(&charts[0], &chart::encode_png(&bars, &charts[0].display().to_string())?)?;
+    // Every picture is drawn before anything is written, so a drawing error leaves no
+    // half-made set of files behind.
+    let mut pictures = vec![chart::render(
+        &retention_chart(&comparison),
+        &charts[0].display().to_string(),
+    )?];
     if !logs.is_empty() {
-        let curves = curves_chart(&logs);
-        write_atomic(
-            &charts[1],
-            &chart::encode_png(&curves, &charts[1].display().to_string())?,
-        )?;
+        pictures.push(chart::render(&curves_chart(&logs), &charts[1].display().to_string())?);
     }
+    for (path, pic) in charts.iter().zip(&pictures) {
+        write_atomic(path, &pic.png)?;
+    }
+    let svgs: Vec<&str> = pictures.iter().map(|p| p.svg.as_str()).collect();
     let generated = format_utc(opts.generated_unix.unwrap_or_else(now_unix));
     let page = html::render(&html::Page {
         comparison: &comparison,
@@ -815,6 +817,7 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportOutput> {
         after_path: &opts.after,
         logs: &logs,
         charts: &charts,
+        svgs: &svgs,
         generated: &generated,
     });
     write_atomic(out, page.as_bytes())?;

@@ -1,9 +1,8 @@
 //! Writing safetensors files atomically (temp file + rename): embeddings, adapters,
 //! checkpoints. Reading goes through `clip::weights` (memory-mapped).
-use std::io::Write;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 
 /// Write `tensors` (name, tensor) to `path` as safetensors; f32 tensors are written as
@@ -19,12 +18,14 @@ pub fn write_safetensors_with_metadata(
     tensors: &[(&str, &Tensor)],
     meta: &std::collections::BTreeMap<String, String>,
 ) -> Result<()> {
-    write_atomic(path, &safetensors_bytes(tensors, meta)?)
+    write_atomic(path, &safetensors_bytes(path, tensors, meta)?)
 }
 
 /// The bytes of a safetensors file holding `tensors` and `meta` (see
-/// [`write_safetensors_with_metadata`]).
+/// [`write_safetensors_with_metadata`]), bound for `path` (named when a float tensor holds
+/// a non-finite value, which is refused).
 pub fn safetensors_bytes(
+    path: &Path,
     tensors: &[(&str, &Tensor)],
     meta: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
@@ -60,6 +61,7 @@ pub fn safetensors_bytes(
                     .collect(),
             ),
         };
+        crate::guard::finite::check_encoded(path, name, dtype, &bytes)?;
         let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
         if i > 0 {
             header.push(',');
@@ -86,54 +88,13 @@ pub fn safetensors_bytes(
     Ok(out)
 }
 
-/// Write bytes to `path` through a temporary file in the same directory + fsync + rename +
-/// fsync of the directory, replacing any existing file.
+/// Write bytes to `path` through a temporary file in the same directory, fsync, rename,
+/// fsync the directory ([`crate::io::atomic::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_via_temp(path, bytes, true)
+    crate::io::atomic::write_atomic(path, bytes)
 }
 
-/// As [`write_atomic`], but never replaces an existing file: the temporary file is linked
-/// to `path`, which fails if `path` exists (also when another process created it after
-/// any check the caller made).
+/// As [`write_atomic`], but never replaces an existing file ([`crate::io::atomic::write_new`]).
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_via_temp(path, bytes, false)
-}
-
-fn write_via_temp(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        if replace {
-            std::fs::rename(&tmp, path)?;
-        } else {
-            std::fs::hard_link(&tmp, path)?;
-            std::fs::remove_file(&tmp)?;
-        }
-        // The rename/link itself is only durable once the directory entry is on disk.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        if !replace && e.kind() == std::io::ErrorKind::AlreadyExists {
-            return Err(Error::io(path.display(), "already exists; refusing to overwrite it"));
-        }
-        return Err(Error::io(path.display(), e));
-    }
-    Ok(())
+    crate::io::atomic::write_new(path, bytes)
 }

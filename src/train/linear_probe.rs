@@ -13,6 +13,7 @@ use crate::tensor::io::write_atomic;
 
 pub(crate) fn train_linear_probe(a: &TrainArgs, model: &Clip, t0: Instant) -> Result<TrainSummary> {
     let set = load_labeled(&a.data, a.classes_file.as_deref())?;
+    crate::guard::learnable::check_classes(&a.data, &set.labels, &set.classes, a.method.name())?;
     let d = model.config.projection_dim;
     let x = image_embeddings(model, Some(&a.model_dir), &set.source)?;
     let (tr, va) = split_train_val(set.len(), &set.labels, 0.2, a.seed);
@@ -28,6 +29,9 @@ pub(crate) fn train_linear_probe(a: &TrainArgs, model: &Clip, t0: Instant) -> Re
     for (l2, acc) in &tried {
         eprintln!("[linear-probe] l2 {l2:.1e}: validation top-1 {:.2}%", acc * 100.0);
     }
+    let probe_path = a.out.join("linear_probe.json");
+    crate::guard::finite::check_values(&probe_path, "weight", &probe.weight)?;
+    crate::guard::finite::check_values(&probe_path, "bias", &probe.bias)?;
     let json = serde_json::json!({"classes": set.classes, "l2": probe.l2, "d": probe.d, "c": probe.c, "weight": probe.weight, "bias": probe.bias});
     write_atomic(&a.out.join("linear_probe.json"), json.to_string().as_bytes())?;
     write_manifest(a, model, serde_json::json!({"final": true, "classes": set.classes}))?;

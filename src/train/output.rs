@@ -1,42 +1,15 @@
 //! What a run writes into `--out`: the method's files and the adapter manifest.
-use std::path::Path;
 
 use super::args::TrainArgs;
 use super::method::Method;
-use super::state::STATE_FILE;
 use crate::adapt::lora::{export_peft_with_base, save_hf_checkpoint};
 use crate::adapt::prompt::model_fingerprint;
 use crate::adapt::trainable::Adaptation;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::Clip;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::Module;
 use crate::tensor::io::write_atomic;
-
-/// The output directory may be new, empty, or one this tool wrote before (it holds
-/// `marker`): never a directory holding someone else's files. `not_ours` finishes the
-/// refusal ("is not a cliptune adapter").
-pub(crate) fn prepare_out(out: &Path, resume: bool, marker: &str, not_ours: &str) -> Result<()> {
-    if resume && !out.join(STATE_FILE).exists() {
-        return Err(Error::invalid(format!(
-            "--resume: {} holds no {STATE_FILE} to resume from",
-            out.display()
-        )));
-    }
-    if out.exists() {
-        let non_empty = std::fs::read_dir(out)
-            .map_err(|e| Error::io(out.display(), e))?
-            .next()
-            .is_some();
-        if non_empty && !out.join(marker).exists() {
-            return Err(Error::invalid(format!(
-                "{}: exists, is not empty and {not_ours}; choose another --out",
-                out.display()
-            )));
-        }
-    }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))
-}
 
 /// The adapter manifest (one writer: `adapt::bundle`); a full fine-tune is a model
 /// directory, marked with the same file so a rerun may write into it again.
@@ -70,8 +43,9 @@ pub(crate) fn write_manifest(a: &TrainArgs, model: &Clip, extra: serde_json::Val
     )
 }
 
-/// Write the method's files (`last`: the end of the run; full fine-tuning writes its
-/// WiSE-FT model only then) and the manifest.
+/// Write the method's files and the manifest (`last`: the run is complete). Full
+/// fine-tuning writes its WiSE-FT model at every checkpoint, so the last good state is
+/// always a usable model.
 pub(crate) fn save(
     a: &TrainArgs,
     model: &Clip,
@@ -88,7 +62,7 @@ pub(crate) fn save(
         }
         Adaptation::Lora => export_peft_with_base(model, &a.lora, &a.out, Some(&a.model_dir.display().to_string()))?,
         Adaptation::Full => {
-            if last {
+            {
                 // WiSE-FT: theta = (1 - alpha) * theta_0 + alpha * theta_ft.
                 let mut merged = model.clone();
                 let al = a.wise_alpha;

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::run::{batches, prepare_out, read_state, write_state, Progress};
+use super::run::{batches, read_state, write_state, Progress};
 use super::{check_loss, AdamW};
 use crate::adapt::lora::write_hf_weights;
 use crate::autograd::{Tape, Var};
@@ -165,6 +165,17 @@ fn heldout_metrics(
     Ok((zs.top1, 0.5 * (m.i2t[0] + m.t2i[0])))
 }
 
+/// What a fresh pretrain run clears from a previous one's directory first (the rest is
+/// rewritten before the first step).
+const OWNED: [&str; 6] = [
+    MARKER,
+    "trainer_state.safetensors",
+    "pretrain_log.jsonl",
+    "model.safetensors",
+    "metrics.json",
+    "loss_curve.png",
+];
+
 pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     let t0 = Instant::now();
     if a.batch < 2 || a.epochs == 0 {
@@ -175,7 +186,20 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     if a.templates.iter().any(|t| !t.contains("{}")) || a.templates.is_empty() {
         return Err(Error::invalid("pretrain: every template needs a {} for the class name"));
     }
-    prepare_out(&a.out, a.resume, MARKER, "was not written by `cliptune pretrain`")?;
+    let claimed = crate::io::outdir::claim(&crate::io::outdir::OutDir {
+        out: &a.out,
+        resume: a.resume,
+        marker: MARKER,
+        not_ours: "was not written by `cliptune pretrain`",
+        state_file: "trainer_state.safetensors",
+        what: "pretrain",
+        method: None,
+        owned: &OWNED,
+    })?;
+    let a = PretrainArgs {
+        resume: claimed.resume,
+        ..a
+    };
     let records = load_captions(&a.data)?;
     if records.len() < a.batch {
         return Err(Error::invalid(format!(
@@ -230,6 +254,12 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     let cfg = PreprocessConfig::from_model_dir(&a.out, size)?;
     let paths: Vec<PathBuf> = records.iter().map(|r| r.image.clone()).collect();
     let (px, _, _) = preprocess_files(&paths, &cfg, false)?;
+    let texts: Vec<String> = records.iter().flat_map(|r| r.captions.iter().cloned()).collect();
+    let per_image: Vec<usize> = records.iter().map(|r| r.captions.len()).collect();
+    let record = crate::guard::resume::for_pretrain(
+        &a,
+        &crate::guard::resume::data_digest(&px, &per_image, &[], &texts, &[]),
+    );
     let n = records.len();
     let per = 3 * size * size;
     let steps_per_epoch = n / a.batch; // full batches only: the loss compares like with like
@@ -242,8 +272,10 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     opt.max_grad_norm = Some(a.max_grad_norm);
     opt.decay_vectors = false;
     let start = if a.resume {
+        record.check_resume(&a.out.join("trainer_state.safetensors"))?;
         let mut params = model.params_mut();
         let s = read_state(&a.out, &mut params, &mut opt)?;
+        crate::io::outdir::trim_log(&a.out.join("pretrain_log.jsonl"), s)?;
         eprintln!("[pretrain] resuming from step {s} of {total}");
         s
     } else {
@@ -290,7 +322,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     let save = |model: &Clip, opt: &AdamW, step: usize, prog: &mut Progress| -> Result<Option<(f32, f32)>> {
         write_hf_weights(model, &a.out.join("model.safetensors"), &[], Some(DType::F16))?;
         let mut m = model.clone();
-        write_state(&a.out, &m.params_mut(), opt, step)?;
+        write_state(&a.out, &m.params_mut(), opt, step, &record)?;
         evaluate(model, step, prog)
     };
 
@@ -298,6 +330,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     let mut step = start;
     let mut seen = 0;
     let mut heldout = None;
+    let mut notes = crate::guard::stop::StopNotes::new(&a.out, total, a.resume.then_some(start));
     'outer: for epoch in 0..a.epochs {
         for idx in batches(n, a.batch, epoch, a.seed) {
             if idx.len() < a.batch {
@@ -309,6 +342,10 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             }
             if step >= total || a.stop_after.is_some_and(|s| step >= s) {
                 break 'outer;
+            }
+            if let Some(why) = crate::cancel::stop_requested() {
+                save(&model, &opt, step, &mut prog).map_err(|e| notes.non_finite(e, step))?;
+                return Err(notes.interrupted(why, step));
             }
             opt.lr = super::run::lr_at(a.lr, step, warmup, total);
             // Everything random in a step is a function of (seed, step): resume is exact.
@@ -331,8 +368,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             let (input, _) = tokenize(&model, &tok, &texts)?;
             let txt = model.text_features(&tape, &input)?.l2norm()?;
             let loss = Var::contrastive_loss(&img, &txt, &tape.param(&model.logit_scale))?;
-            let l = check_loss(&loss.value, step + 1)
-                .map_err(|e| Error::non_finite(format!("{e}; the last checkpoint in {} is kept", a.out.display())))?;
+            let l = check_loss(&loss.value, step + 1).map_err(|e| notes.non_finite(e, step + 1))?;
             if first.is_nan() {
                 first = l;
             }
@@ -348,20 +384,22 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             prog.step(step, epoch, l, opt.lr)?;
             step += 1;
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {
-                save(&model, &opt, step, &mut prog)?;
+                save(&model, &opt, step, &mut prog).map_err(|e| notes.non_finite(e, step))?;
+                notes.checkpointed(step);
             } else if a.eval_every > 0 && step % a.eval_every == 0 && step < total {
                 evaluate(&model, step, &mut prog)?;
             }
         }
     }
     if step > start || !a.out.join("model.safetensors").exists() {
-        heldout = save(&model, &opt, step, &mut prog)?;
+        heldout = save(&model, &opt, step, &mut prog).map_err(|e| notes.non_finite(e, step))?;
     }
     drop(prog);
     // The loss curve (and held-out top-1) as a picture next to the model.
     if let Ok(log) = crate::report::read_log(&log_path) {
-        let png = crate::report::chart::encode_png(&crate::report::curves_chart(&[log]), "loss_curve.png")?;
-        write_atomic(&a.out.join("loss_curve.png"), &png)?;
+        let png = a.out.join("loss_curve.png");
+        let pic = crate::report::chart::render(&crate::report::curves_chart(&[log]), &png.display().to_string())?;
+        write_atomic(&png, &pic.png)?;
     }
     let seconds = t0.elapsed().as_secs_f32();
     let metrics = serde_json::json!({

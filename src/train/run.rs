@@ -26,7 +26,6 @@ use crate::error::{Error, Result};
 
 pub use super::args::{TrainArgs, TrainSummary};
 pub use super::method::Method;
-pub(crate) use super::output::prepare_out;
 pub(crate) use super::progress::Progress;
 pub(crate) use super::schedule::batches;
 pub use super::schedule::lr_at;
@@ -45,7 +44,21 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     };
     let mut model = Clip::load(&a.model_dir, &a.device, storage)?;
     let mut tok = ClipTokenizer::for_model_dir(&a.model_dir)?;
-    prepare_out(&a.out, a.resume, "cliptune_adapter.json", "is not a cliptune adapter")?;
+    // Held for the whole run: one writer per output directory.
+    let claimed = crate::io::outdir::claim(&crate::io::outdir::OutDir {
+        out: &a.out,
+        resume: a.resume,
+        marker: "cliptune_adapter.json",
+        not_ours: "is not a cliptune adapter",
+        state_file: super::state::STATE_FILE,
+        what: "train",
+        method: Some(a.method.name()),
+        owned: &crate::io::outdir::TRAIN_OUTPUTS,
+    })?;
+    let a = TrainArgs {
+        resume: claimed.resume,
+        ..a
+    };
     let lr = a.lr.unwrap_or(a.method.default_lr());
     if a.method == Method::Lora && !(1e-5..=1e-4).contains(&lr) {
         eprintln!("warning: --lr {lr:e} is outside the usual LoRA range 1e-5..1e-4");
@@ -55,6 +68,18 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     }
 
     let data = load_training_data(&a.data, a.classes_file.as_deref(), &model, &a.model_dir)?;
+    // The batch the run will really use (the small-data floor may cap --batch) is what the
+    // learnability and memory checks judge.
+    let schedule = Schedule::new(data.len(), a.batch, a.epochs, a.max_steps, a.warmup, a.min_steps);
+    let max_negatives = data.negatives.iter().map(Vec::len).max().unwrap_or(0);
+    if data.captions {
+        let (px, per) = (&data.pixels, data.per_image());
+        crate::guard::learnable::check_pairs(&a.data, px, per, &data.texts, schedule.batch, max_negatives > 0)?;
+    } else {
+        crate::guard::learnable::check_classes(&a.data, &data.labels, &data.classes, a.method.name())?;
+    }
+    let (images, classes) = (data.len(), data.classes.len());
+    crate::guard::memory::check_train(&model, &a, schedule.batch, images, classes, max_negatives)?;
     let base = model.clone(); // immutable tensors: no copy until a parameter changes
     let opts = MethodOptions {
         lora: &a.lora,
@@ -67,7 +92,10 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     };
     let adaptation = match a.method {
         Method::Prompt => Adaptation::prompt(&model, &tok, &data, &opts)?,
-        Method::TextualInversion => Adaptation::textual_inversion(&model, &mut tok, &data, &a.data, &opts)?,
+        Method::TextualInversion => {
+            crate::guard::new_words::check_new_words(&tok, &a.new_tokens)?;
+            Adaptation::textual_inversion(&model, &mut tok, &data, &a.data, &opts)?
+        }
         Method::Lora => Adaptation::lora(&mut model, &opts)?,
         Method::Full => {
             eprintln!("warning: --method full trains every weight: the last resort. Retention is measured by `cliptune eval`; use --wise-alpha < 1 to walk back toward the original.");
@@ -82,8 +110,6 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         a.data,
         data.len()
     );
-    let schedule = Schedule::new(data.len(), a.batch, a.epochs, a.max_steps, a.warmup, a.min_steps);
-    eprintln!("[train] {} steps: {}", schedule.total, schedule.why);
     a.objectives.check(&adaptation)?;
     let reference = match &a.objectives.reference {
         Some(spec) => Some(load_reference(spec, &model, &a.model_dir)?),
@@ -100,6 +126,10 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         schedule.batch,
         &a.device,
     )?;
+    let digest =
+        crate::guard::resume::data_digest(&data.pixels, &data.labels, &data.classes, &data.texts, &data.negatives);
+    let weights = crate::io::fingerprint::weights_fingerprint(&base)?;
+    let record = crate::guard::resume::for_train(&a, lr, &schedule, &digest, &weights);
     let run = Run {
         args: &a,
         base: &base,
@@ -108,6 +138,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         objectives: &objectives,
         schedule,
         lr,
+        record: &record,
     };
     let (steps, first_loss, last_loss, guard) = run_loop(&run, &mut model, adaptation)?;
     Ok(TrainSummary {

@@ -50,7 +50,9 @@ impl Schedule {
         let floor = min_steps.unwrap_or(0);
         let mut why;
         if floor > 0 {
-            batch = batch.min(n.div_ceil(4)).max(1);
+            // Never below 2 unless asked: a contrastive batch of one pair has nothing to
+            // contrast (its loss is 0 whatever the weights).
+            batch = batch.min(n.div_ceil(4).max(2));
         }
         let per_epoch = n.div_ceil(batch);
         let mut total = per_epoch * epochs;

@@ -10,8 +10,15 @@ use crate::Device;
 
 pub(crate) const STATE_FILE: &str = "trainer_state.safetensors";
 
-/// Trainable values + AdamW moments + the step, keyed by parameter name.
-pub(crate) fn write_state(out: &Path, params: &[&mut Param], opt: &AdamW, step: usize) -> Result<()> {
+/// Trainable values + AdamW moments + the step, keyed by parameter name; the run's
+/// arguments in the metadata (checked by `--resume`).
+pub(crate) fn write_state(
+    out: &Path,
+    params: &[&mut Param],
+    opt: &AdamW,
+    step: usize,
+    record: &crate::guard::resume::RunRecord,
+) -> Result<()> {
     let mut ts: Vec<(String, Tensor)> = vec![];
     for p in params {
         ts.push((format!("param/{}", p.name), p.value.clone()));
@@ -26,7 +33,7 @@ pub(crate) fn write_state(out: &Path, params: &[&mut Param], opt: &AdamW, step: 
         Tensor::from_u32(vec![step as u32, opt.step], &[2], &dev)?,
     ));
     let refs: Vec<(&str, &Tensor)> = ts.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    crate::tensor::io::write_safetensors(&out.join(STATE_FILE), &refs)
+    crate::tensor::io::write_safetensors_with_metadata(&out.join(STATE_FILE), &refs, &record.metadata())
 }
 
 /// Load what `write_state` wrote into `params` and `opt`; returns the step to continue from.

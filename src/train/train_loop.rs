@@ -31,6 +31,8 @@ pub(crate) struct Run<'a> {
     pub(crate) objectives: &'a Objectives,
     pub(crate) schedule: Schedule,
     pub(crate) lr: f32,
+    /// The result-changing arguments, stored in every trainer state (`--resume` checks).
+    pub(crate) record: &'a crate::guard::resume::RunRecord,
 }
 
 /// Train `model` (with `adaptation`) and save; returns (steps, first loss, last loss,
@@ -54,8 +56,10 @@ pub(crate) fn run_loop(
     // order, dropout masks and lr schedule are functions of (seed, step), so the
     // continuation is the uninterrupted run (bit for bit on the CPU backend).
     let start = if a.resume {
+        r.record.check_resume(&a.out.join(super::state::STATE_FILE))?;
         let mut params = adaptation.params_mut(model);
         let s = read_state(&a.out, &mut params, &mut opt)?;
+        crate::io::outdir::trim_log(&a.out.join("train_log.jsonl"), s)?;
         eprintln!("[train] resuming from step {s} of {total}");
         s
     } else {
@@ -93,15 +97,26 @@ pub(crate) fn run_loop(
     let (mut first, mut last) = (f32::NAN, f32::NAN);
     let mut step = start;
     let mut seen = 0;
+    let mut notes = crate::guard::stop::StopNotes::new(&a.out, total, a.resume.then_some(start));
+    // The method's files, the manifest ("final" once complete), then the trainer state;
+    // each write atomic and finite, so a refused or interrupted checkpoint leaves the
+    // previous one whole.
+    let checkpoint = |model: &mut Clip, adaptation: &mut Adaptation, opt: &AdamW, step: usize, done: bool| {
+        save(a, model, r.base, r.tok, adaptation, done)?;
+        write_state(&a.out, &adaptation.params_mut(model), opt, step, r.record)
+    };
     'outer: for epoch in 0..epochs {
         for idx in batches(r.data.len(), batch, epoch, a.seed) {
             seen += 1;
             if seen <= start {
                 continue;
             }
-            // A library caller's cancellation (Python's Ctrl-C) ends like --stop-after.
-            if step >= total || a.stop_after.is_some_and(|s| step >= s) || crate::cancel::requested() {
+            if step >= total || a.stop_after.is_some_and(|s| step >= s) {
                 break 'outer;
+            }
+            if let Some(why) = crate::cancel::stop_requested() {
+                checkpoint(model, &mut adaptation, &opt, step, false).map_err(|e| notes.non_finite(e, step))?;
+                return Err(notes.interrupted(why, step));
             }
             opt.lr = lr_at(r.lr, step, warmup, total);
             if lora {
@@ -119,19 +134,7 @@ pub(crate) fn run_loop(
                 step,
                 device: &a.device,
             })?;
-            let l = match super::check_loss(&loss.value, step + 1) {
-                Ok(l) => l,
-                Err(e) => {
-                    return Err(Error::non_finite(format!(
-                        "{e}; stopped. {}",
-                        if step >= a.ckpt_every {
-                            format!("The last good checkpoint is in {}", a.out.display())
-                        } else {
-                            "No checkpoint was written yet.".into()
-                        }
-                    )));
-                }
-            };
+            let l = super::check_loss(&loss.value, step + 1).map_err(|e| notes.non_finite(e, step + 1))?;
             if first.is_nan() {
                 first = l;
             }
@@ -141,8 +144,8 @@ pub(crate) fn run_loop(
             prog.step(step, epoch, l, opt.lr)?;
             step += 1;
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {
-                save(a, model, r.base, r.tok, &adaptation, false)?;
-                write_state(&a.out, &adaptation.params_mut(model), &opt, step)?;
+                checkpoint(model, &mut adaptation, &opt, step, false).map_err(|e| notes.non_finite(e, step))?;
+                notes.checkpointed(step);
             }
             if let Some((set, before)) = &retention {
                 if a.retention_every > 0 && (step % a.retention_every == 0 || step == total) {
@@ -164,9 +167,10 @@ pub(crate) fn run_loop(
         set_dropout_seed(model, None);
     }
     // A guard stop (other than LoRA's scale-back) keeps the last checkpoint as it is.
+    // A run cut short by --stop-after is marked partial ("final": false) until resumed.
     if guard.is_none() || lora {
-        save(a, model, r.base, r.tok, &adaptation, true)?;
-        write_state(&a.out, &adaptation.params_mut(model), &opt, step)?;
+        let done = step >= total || guard.is_some();
+        checkpoint(model, &mut adaptation, &opt, step, done).map_err(|e| notes.non_finite(e, step))?;
     }
     Ok((step, first, last, guard))
 }
