@@ -77,7 +77,11 @@ fn a_repeated_step_creates_no_pipelines_or_bind_groups() {
         let b = g.stats();
         assert_eq!(first, step(), "the same step gave different results");
         after = g.stats();
-        assert_eq!(after.submits - b.submits, 1, "one readback per step: {b:?} -> {after:?}");
+        assert_eq!(
+            after.submits - b.submits,
+            1,
+            "one readback per step: {b:?} -> {after:?}"
+        );
     }
     let dispatches = after.dispatches - before.dispatches;
     assert!(dispatches >= 12, "{dispatches} dispatches");

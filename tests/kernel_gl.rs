@@ -26,8 +26,14 @@ mod kernel_optim;
 
 /// Kernel test files that do not run on GL, and why (see the top of this file).
 const NOT_ON_GL: &[(&str, &str)] = &[
-    ("kernel_attention.rs", "llvmpipe-GL compiles the attention pipelines in minutes each"),
-    ("kernel_matmul.rs", "llvmpipe-GL compiles the f16/bf16 tiled variants in minutes each"),
+    (
+        "kernel_attention.rs",
+        "llvmpipe-GL compiles the attention pipelines in minutes each",
+    ),
+    (
+        "kernel_matmul.rs",
+        "llvmpipe-GL compiles the f16/bf16 tiled variants in minutes each",
+    ),
 ];
 
 /// A new tests/kernel_*.rs must be listed above (or in NOT_ON_GL, with the reason), or

@@ -100,7 +100,11 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_and_glsl_es() {
     assert!(files.len() >= 7, "expected the kernel shaders, found {files:?}");
     // The matmul variants are generated at run time: a covering set of them too.
     let generated = cliptune::backend::wgpu::matmul_variant_sources();
-    assert!(generated.len() >= 16, "only {} generated matmul variants", generated.len());
+    assert!(
+        generated.len() >= 16,
+        "only {} generated matmul variants",
+        generated.len()
+    );
     files.extend(
         generated
             .into_iter()

@@ -23,7 +23,10 @@ pub fn gpu_api() -> Option<GpuApi> {
 /// A new device on this binary's adapter, not shared with other tests: for tests that
 /// read the device's counters, which concurrent tests on the shared device would move.
 pub fn fresh_gpu() -> Device {
-    std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
+    std::env::set_var(
+        "XDG_RUNTIME_DIR",
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+    );
     match gpu_api() {
         Some(a) => Device::gpu_on(a),
         None => Device::gpu_any(),

@@ -31,9 +31,18 @@ pub const FAMILIES: &[(&str, &str)] = &[
 /// Faster variants used where the adapter's limits allow them and skipped (falling back
 /// to the family's kernel above) where not: an adapter is never refused for these.
 pub const FAST_VARIANTS: &[(&str, &str)] = &[
-    ("matmul tiled (128x128 default)", include_str!("../../../shaders/matmul.wgsl")),
-    ("matmul split-K reduce", include_str!("../../../shaders/matmul_splitk.wgsl")),
-    ("attention head_dim 64", include_str!("../../../shaders/attention_d64.wgsl")),
+    (
+        "matmul tiled (128x128 default)",
+        include_str!("../../../shaders/matmul.wgsl"),
+    ),
+    (
+        "matmul split-K reduce",
+        include_str!("../../../shaders/matmul_splitk.wgsl"),
+    ),
+    (
+        "attention head_dim 64",
+        include_str!("../../../shaders/attention_d64.wgsl"),
+    ),
 ];
 
 /// One compute entry point's needs.
