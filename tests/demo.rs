@@ -190,6 +190,45 @@ fn every_method_runs_and_the_report_is_written() {
     assert!(is_png(&out.join("target_top1.png")) && is_png(&out.join("retention.png")));
     assert!(is_png(&out.join("frontier.png")) && html.contains("frontier.png"));
     assert!(html.contains("KgCoOp") && html.contains("feature preservation"));
+    // The three charts are inline SVG too; the frontier (the third) labels every row once.
+    let svgs: Vec<&str> = html
+        .split("<svg")
+        .skip(1)
+        .map(|s| s.split("</svg>").next().unwrap())
+        .collect();
+    assert_eq!(svgs.len(), 3, "target top-1, retention and frontier inline");
+    let labels: Vec<String> = svgs[2]
+        .split("<text")
+        .skip(1)
+        .map(|t| {
+            t.split_once('>')
+                .unwrap()
+                .1
+                .split("</text>")
+                .next()
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    for x in &r.rows {
+        let esc = x
+            .method
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;");
+        let n = labels
+            .iter()
+            .filter(|l| **l == esc || **l == format!("{esc} (baseline)"))
+            .count();
+        assert_eq!(n, 1, "frontier label of {:?}: {n} in {labels:?}", x.method);
+    }
+    assert!(
+        labels.iter().any(|l| l.starts_with("zero-shot retention")),
+        "frontier x axis title"
+    );
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(j["rows"].as_array().unwrap().len(), 11);
     assert_eq!(j["info"]["target"]["test_images"], 100);

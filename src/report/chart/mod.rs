@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 pub mod bars;
 pub mod font;
 pub mod lines;
+mod raster;
 pub mod scatter;
 
 pub use bars::{BarChart, BarGroup};
@@ -118,7 +119,9 @@ pub fn render(fig: &Figure, what: &str) -> Result<Picture> {
     let fail = |e: String| Error::invalid(format!("{what}: drawing the chart failed: {e}"));
     let mut rgb_buf = vec![0u8; w as usize * h as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut rgb_buf, (w, h)).into_drawing_area();
+        let root = raster::GlyphText::new(BitMapBackend::with_buffer(&mut rgb_buf, (w, h)))
+            .map_err(fail)?
+            .into_drawing_area();
         root.fill(&rgb(BACKGROUND)).map_err(|e| fail(e.to_string()))?;
         fig.draw(&root).map_err(fail)?;
         root.present().map_err(|e| fail(e.to_string()))?;

@@ -41,14 +41,15 @@ fn overlaps(a: Box2, b: Box2) -> bool {
 /// the first candidate position (right of the point, left of it, then further up or down)
 /// inside `frame` that overlaps no placed label and no marker; failing that, right of it.
 fn place_labels(at: &[(i32, i32)], sizes: &[(i32, i32)], frame: Box2) -> Vec<Box2> {
-    let markers: Vec<Box2> = at.iter().map(|&(x, y)| (x - 5, y - 5, x + 5, y + 5)).collect();
+    // Wide enough for the baseline's larger ring.
+    let markers: Vec<Box2> = at.iter().map(|&(x, y)| (x - 8, y - 8, x + 8, y + 8)).collect();
     let mut placed: Vec<Box2> = vec![];
     for (i, (&(x, y), &(w, h))) in at.iter().zip(sizes).enumerate() {
         let mut candidates = vec![];
         for k in 0..8 {
             let dy = (k as i32 + 1) / 2 * (h + 2) * if k % 2 == 1 { -1 } else { 1 };
-            candidates.push((x + 8, y - h / 2 + dy));
-            candidates.push((x - 8 - w, y - h / 2 + dy));
+            candidates.push((x + 10, y - h / 2 + dy));
+            candidates.push((x - 10 - w, y - h / 2 + dy));
         }
         let fits = |&(l, t): &(i32, i32)| {
             let b = (l, t, l + w, t + h);
