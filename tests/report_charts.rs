@@ -433,3 +433,30 @@ fn stacked_panels_add_their_heights() {
     let t = texts(&pic.svg);
     assert!(t.iter().any(|x| x == "top") && t.iter().any(|x| x == "bottom"));
 }
+
+#[test]
+fn a_long_legend_wraps_and_keeps_every_entry() {
+    let many: Vec<Series> = (0..12)
+        .map(|i| {
+            series(
+                &format!("run {i} with a long label"),
+                vec![(0.0, i as f64), (1.0, i as f64 + 1.0)],
+                i % 8,
+            )
+        })
+        .collect();
+    let (pic, _) = draw("legend", &line("many runs", many));
+    let t = texts(&pic.svg);
+    for i in 0..12 {
+        let want = format!("run {i} with a long label");
+        assert!(t.iter().any(|x| *x == want), "legend lost {want:?}");
+    }
+    // Wrapped: the entries sit on more than one row (distinct y of the legend texts).
+    let rows: HashSet<&str> = pic
+        .svg
+        .split("<text")
+        .filter(|t| t.contains("with a long label"))
+        .filter_map(|t| t.split("y=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(rows.len() >= 2, "legend on {} row(s)", rows.len());
+}

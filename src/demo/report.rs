@@ -354,10 +354,10 @@ fn html(r: &DemoResult, generated: &str, svgs: &[String]) -> String {
         );
     }
     o.push_str("</table>\n");
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<p>Retention is the held-out metric after the method divided by the base model's (1.0: nothing lost). \
-         Textual inversion: recall of {:?} {} before, {} after naming it {}.</p>\n",
+         Textual inversion: recall of {:?} {} before, {} after naming it {}.</p>",
         r.ti.class,
         pct(r.ti.before),
         pct(r.ti.after),

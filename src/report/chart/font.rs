@@ -23,7 +23,7 @@ pub fn ensure_registered() -> Result<()> {
     .map_err(Error::invalid)
 }
 
-/// The embedded font for laying out PNG text directly (see [`super::raster`]).
+/// The embedded font for laying out PNG text directly (the charts' raster module).
 pub fn font_ref() -> std::result::Result<ab_glyph::FontRef<'static>, String> {
     ab_glyph::FontRef::try_from_slice(DEJAVU_SANS)
         .map_err(|_| "the embedded DejaVu Sans font (assets/fonts/DejaVuSans.ttf) does not parse".to_string())

@@ -247,18 +247,21 @@ pub(crate) struct Header<'a> {
 
 impl Header<'_> {
     fn rows(&self, width: u32) -> Vec<Vec<usize>> {
+        let limit = width.saturating_sub(40);
         let mut rows: Vec<Vec<usize>> = vec![];
-        let mut used = u32::MAX;
+        let mut used = 0;
         for (i, (label, _)) in self.legend.iter().enumerate() {
             let w = entry_width(label);
-            if rows.is_empty() || used + w > width.saturating_sub(40) {
-                rows.push(vec![]);
-                used = 0;
+            match rows.last_mut() {
+                Some(r) if used + w <= limit => {
+                    r.push(i);
+                    used += w;
+                }
+                _ => {
+                    rows.push(vec![i]);
+                    used = w;
+                }
             }
-            if let Some(r) = rows.last_mut() {
-                r.push(i);
-            }
-            used += w;
         }
         rows
     }

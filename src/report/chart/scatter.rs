@@ -46,8 +46,8 @@ fn place_labels(at: &[(i32, i32)], sizes: &[(i32, i32)], frame: Box2) -> Vec<Box
     let mut placed: Vec<Box2> = vec![];
     for (i, (&(x, y), &(w, h))) in at.iter().zip(sizes).enumerate() {
         let mut candidates = vec![];
-        for k in 0..8 {
-            let dy = (k as i32 + 1) / 2 * (h + 2) * if k % 2 == 1 { -1 } else { 1 };
+        for k in 0..8i32 {
+            let dy = (k + 1) / 2 * (h + 2) * if k % 2 == 1 { -1 } else { 1 };
             candidates.push((x + 10, y - h / 2 + dy));
             candidates.push((x - 10 - w, y - h / 2 + dy));
         }
