@@ -6,6 +6,7 @@ use std::process::Command;
 use cliptune::adapt::lora::LoraConfig;
 use cliptune::train::auto::{choose, default_ladder, run_auto, AutoArgs, Candidate, Outcome, Tried};
 use cliptune::train::linear_probe::ProbeOptions;
+use cliptune::train::objectives::ObjectiveWeights;
 use cliptune::train::run::{Method, TrainArgs};
 use cliptune::Device;
 
@@ -13,11 +14,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-auto-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory for one test, removed when the guard drops.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cliptune-auto-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn sheet(split: &str) -> String {
@@ -42,6 +44,7 @@ fn args(out: PathBuf) -> TrainArgs {
         max_grad_norm: 1.0,
         seed: 5,
         max_steps: Some(2),
+        min_steps: None,
         ckpt_every: 0,
         lora: LoraConfig::parse(4, 8.0, 0.0, "q,v", "text", None).unwrap(),
         n_ctx: 4,
@@ -58,6 +61,7 @@ fn args(out: PathBuf) -> TrainArgs {
         resume: false,
         stop_after: None,
         probe: ProbeOptions::default(),
+        objectives: ObjectiveWeights::defaults(),
     }
 }
 
@@ -74,7 +78,7 @@ fn auto(out: PathBuf, min_retention: f32, retention: Option<String>) -> AutoArgs
 #[test]
 fn the_ladder_trains_every_rung_and_keeps_the_best_that_retains() {
     let t = tmp("ladder");
-    let out = t.join("best");
+    let out = t.path().join("best");
     let r = run_auto(auto(out.clone(), 0.5, Some(sheet("test")))).unwrap();
     eprint!("{}", r.to_markdown());
     assert_eq!(r.tried.len(), 5);
@@ -116,7 +120,8 @@ fn the_ladder_trains_every_rung_and_keeps_the_best_that_retains() {
 
 #[test]
 fn bad_inputs_are_clear_errors_before_training() {
-    let t = tmp("bad");
+    let guard = tmp("bad");
+    let t = guard.path();
     // The tiny model ships no heldout.json and no --retention-set is given.
     let out = t.join("none");
     let e = run_auto(auto(out.clone(), 0.9, None)).unwrap_err().to_string();
