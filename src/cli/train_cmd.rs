@@ -180,7 +180,11 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
         seed: c.seed,
         max_steps: c.max_steps,
         // With --method auto each candidate takes its own method's floor unless given.
-        min_steps: if auto { c.min_steps } else { c.min_steps.or(method.default_min_steps()) },
+        min_steps: if auto {
+            c.min_steps
+        } else {
+            c.min_steps.or(method.default_min_steps())
+        },
         ckpt_every: c.checkpoint_every,
         lora,
         n_ctx: c.n_ctx,

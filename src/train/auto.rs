@@ -555,7 +555,10 @@ fn copy_adapter(from: &Path, to: &Path) -> Result<()> {
     for f in files {
         // Not the trainer state (the ladder's runs are not resumable), nor the candidate's
         // lock or other dot-files: replacing `to`'s lock file would detach the lock held on it.
-        let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if name == "trainer_state.safetensors" || name.starts_with('.') {
             continue;
         }
