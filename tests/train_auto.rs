@@ -220,3 +220,19 @@ fn the_choice_best_accuracy_meeting_the_floor_else_best_retention() {
     assert_eq!(i, Some(0));
     assert_eq!(choose(&tried[3..], 0.5).0, None);
 }
+
+/// Ctrl-C / SIGTERM (here the library caller's cancel, the same stop) ends the whole ladder
+/// with an `Interrupted` error, not only the rung it was on, and writes no adapter.
+#[test]
+fn a_stop_request_ends_the_ladder() {
+    let t = tmp("stop");
+    let out = t.path().join("stopped");
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let e = cliptune::cancel::scoped(flag, || run_auto(auto(out.clone(), 0.5, Some(sheet("test")))))
+        .err()
+        .expect("a stopped ladder is an error");
+    assert_eq!(e.kind, cliptune::ErrorKind::Interrupted, "{}", e.msg);
+    assert!(e.msg.contains("prompt") && e.msg.contains("not resumable"), "{}", e.msg);
+    assert!(!out.join("cliptune_adapter.json").exists());
+    assert!(!out.join("auto.json").exists());
+}

@@ -419,6 +419,16 @@ pub fn run_auto(a: AutoArgs) -> Result<AutoReport> {
                 steps,
                 seconds: t1.elapsed().as_secs_f32(),
             },
+            // Ctrl-C / SIGTERM (or the caller's cancel) stops the ladder, not just this rung:
+            // the candidates are scratch runs, so there is nothing to --resume.
+            Err(e) if e.kind == crate::error::ErrorKind::Interrupted => {
+                return Err(Error::interrupted(format!(
+                    "--method auto stopped while training {}: the ladder is not resumable and no adapter was \
+                     written to {}; run it again (--time-budget bounds its length)",
+                    cand.key,
+                    base.out.display()
+                )))
+            }
             Err(e) => Outcome::Failed(e.to_string()),
         };
         match &outcome {
