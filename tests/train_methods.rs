@@ -60,6 +60,7 @@ fn args(method: Method, data: &str, out: PathBuf) -> TrainArgs {
         resume: false,
         stop_after: None,
         objectives: Default::default(),
+        probe: cliptune::train::linear_probe::ProbeOptions::from_scratch(),
     }
 }
 

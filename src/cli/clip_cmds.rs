@@ -7,6 +7,7 @@ use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::zero_shot::{probabilities, templates, tokenize};
 use cliptune::clip::{Clip, Pipeline, WeightStorage};
 use cliptune::error::ensure_finite;
+use cliptune::eval::adapted;
 use cliptune::tensor::io::{safetensors_bytes, write_atomic, write_new};
 use cliptune::user_file::{read_capped, read_text_capped, IMAGE_MAX_BYTES, TEXT_MAX_BYTES};
 use cliptune::{Device, Error, Result, Tensor};
@@ -302,7 +303,10 @@ pub fn embed_cmd(
     }
     for (pdir, _) in ad.linear_probes() {
         eprintln!(
-            "note: linear-probe adapter {} is loaded but embed does not use it",
+            "note: {} is a linear probe: it classifies image embeddings and does not change them, so the \
+             embeddings written are the model's own; for its class probabilities run `cliptune zero-shot \
+             --adapter {} IMAGE...`",
+            pdir.display(),
             pdir.display()
         );
     }
@@ -359,25 +363,33 @@ pub fn zero_shot_cmd(
     let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
     // With a prompt adapter the classes default to the ones it was trained on, and its
     // learned prompts replace the templates.
-    let classes =
-        match (classes.is_empty(), ad.prompt()) {
-            (false, _) => classes,
-            (true, Some((_, learner))) => learner.classes.clone(),
-            (true, None) => return Err(Error::invalid(
-                "zero-shot: give --classes a,b,c or --classes-file FILE (only a prompt adapter brings its own classes)",
-            )),
-        };
-    for (pdir, _) in ad.linear_probes() {
-        eprintln!(
-            "note: linear-probe adapter {} is loaded but zero-shot does not use it",
-            pdir.display()
-        );
-    }
-    let cls = ad.class_embeddings(&model, &tok, &classes, &t, "--classes")?;
+    // A linear probe classifies with its own weights: its classes by default, or the
+    // --classes among them.
+    let probe = adapted::the_probe(&ad)?;
+    let classes = match (classes.is_empty(), ad.prompt(), probe) {
+        (false, _, _) => classes,
+        (true, Some((_, learner)), _) => learner.classes.clone(),
+        (true, None, Some((_, p))) => p.classes.clone(),
+        (true, None, None) => {
+            return Err(Error::invalid(
+                "zero-shot: give --classes a,b,c or --classes-file FILE (only a prompt or linear-probe adapter brings its own classes)",
+            ))
+        }
+    };
+    let cols = match probe {
+        Some((pdir, p)) => Some(adapted::probe_columns(pdir, p, &classes, "--classes")?),
+        None => None,
+    };
     let p = pixels_for(&model, dir, images, None, skip_bad, dev, pipeline)?.expect("images given");
     let kept = p.kept;
     let img = model.encode_image(&p.px, 32)?;
-    let probs = probabilities(&model, &img, &cls)?.to_vec()?;
+    let probs = match (probe, &cols) {
+        (Some((_, p)), Some(cols)) => adapted::probe_probabilities(p, &img.to_vec()?, kept.len(), cols)?,
+        _ => {
+            let cls = ad.class_embeddings(&model, &tok, &classes, &t, "--classes")?;
+            probabilities(&model, &img, &cls)?.to_vec()?
+        }
+    };
     ensure_finite("zero-shot probabilities", &probs)?;
     let c = classes.len();
     let k = top_k.min(c).max(1);

@@ -1,16 +1,12 @@
 //! `cliptune eval`: zero-shot, retrieval and linear-probe metrics in one run.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use cliptune::adapt::bundle::Adapters;
 use cliptune::clip::tokenizer::ClipTokenizer;
 use cliptune::clip::zero_shot::templates;
 use cliptune::clip::{Clip, WeightStorage};
-use cliptune::eval::suite::{
-    image_embeddings, linear_probe_eval, load_labeled, retrieval_eval, zero_shot, EvalReport, LabeledSet,
-    ZeroShotResult,
-};
-use cliptune::eval::topk_accuracy;
+use cliptune::eval::adapted as classify;
+use cliptune::eval::suite::{linear_probe_eval, load_labeled, retrieval_eval, EvalReport};
 use cliptune::tensor::io::write_atomic;
 use cliptune::{Device, Error, Result};
 
@@ -37,10 +33,11 @@ pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
     let mut model = Clip::load(&a.model, dev, WeightStorage::AsStored)?;
     let mut tok = ClipTokenizer::for_model_dir(&a.model)?;
     let ad = super::clip_cmds::load_adapters_cli(&mut model, &mut tok, &a.model, &a.adapters)?;
-    for (pdir, _) in ad.linear_probes() {
+    if let Some((pdir, probe)) = classify::the_probe(&ad)? {
         eprintln!(
-            "note: linear-probe adapter {} is loaded but eval does not use it (--linear-probe fits its own)",
-            pdir.display()
+            "[eval] --zero-shot classifies with linear-probe adapter {} ({} classes); --linear-probe TRAIN TEST still fits its own",
+            pdir.display(),
+            probe.classes.len()
         );
     }
     let dir = Some(a.model.as_path());
@@ -53,12 +50,8 @@ pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
     for d in &a.zero_shot {
         eprintln!("[eval] zero-shot on {d} ...");
         let set = load_labeled(d, a.classes_file.as_deref())?;
-        let r = if ad.prompt().is_some() {
-            zero_shot_adapted(&model, &tok, dir, &set, &t, &ad)?
-        } else {
-            zero_shot(&model, &tok, dir, &set, &t)?
-        };
-        rep.zero_shot.push(r);
+        rep.zero_shot
+            .push(classify::classify_set(&model, &tok, dir, &set, &t, &ad)?);
     }
     for d in &a.retrieval {
         eprintln!("[eval] retrieval on {} ...", d.display());
@@ -89,38 +82,4 @@ pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
         eprintln!("wrote {}", out.display());
     }
     Ok(rep)
-}
-
-/// Zero-shot with a prompt adapter: its learned class prompts (the dataset's classes must be
-/// the ones it was trained on) replace the templates.
-fn zero_shot_adapted(
-    model: &Clip,
-    tok: &ClipTokenizer,
-    dir: Option<&Path>,
-    set: &LabeledSet,
-    templates: &[String],
-    ad: &Adapters,
-) -> Result<ZeroShotResult> {
-    if set.is_empty() {
-        return Err(Error::invalid(format!("{}: no images", set.name)));
-    }
-    let cls = ad
-        .class_embeddings(model, tok, &set.classes, templates, &set.name)?
-        .to_vec()?;
-    let img = image_embeddings(model, dir, &set.source)?;
-    let (n, c, p) = (set.len(), set.classes.len(), model.config.projection_dim);
-    let mut scores = vec![0f32; n * c];
-    for i in 0..n {
-        let x = &img[i * p..(i + 1) * p];
-        for j in 0..c {
-            scores[i * c + j] = x.iter().zip(&cls[j * p..(j + 1) * p]).map(|(a, b)| a * b).sum();
-        }
-    }
-    Ok(ZeroShotResult {
-        dataset: set.name.clone(),
-        top1: topk_accuracy(&scores, n, c, &set.labels, 1)?,
-        top5: topk_accuracy(&scores, n, c, &set.labels, 5.min(c))?,
-        images: n,
-        classes: c,
-    })
 }

@@ -124,7 +124,8 @@ enum Command {
         /// Also write the JSON to this file (for `cliptune report`).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Adapter directory to load before evaluating (repeatable).
+        /// Adapter directory to load before evaluating (repeatable). A linear probe is the
+        /// classifier of --zero-shot (every class of DATA must be one of the probe's).
         #[arg(long = "adapter")]
         adapters: Vec<PathBuf>,
         #[arg(long, default_value = "auto")]
@@ -198,7 +199,9 @@ enum Command {
         #[arg(long)]
         skip_bad_images: bool,
         /// Adapter directory to load (repeatable); a prompt adapter's learned prompts replace
-        /// the templates and bring its classes.
+        /// the templates and bring its classes; a linear probe classifies with its own weights
+        /// and brings its classes (--classes, if given, must be among them: their
+        /// probabilities are renormalised over the ones given).
         #[arg(long = "adapter")]
         adapters: Vec<PathBuf>,
         /// Text cleaning and image transform to reproduce: hf (transformers' CLIPTokenizer and

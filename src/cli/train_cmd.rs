@@ -3,13 +3,16 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cliptune::adapt::lora::LoraConfig;
+use cliptune::train::auto::{default_ladder, run_auto, AutoArgs, Outcome};
 use cliptune::train::objectives::ObjectiveWeights;
-use cliptune::train::run::{train, TrainArgs, TrainSummary};
+use cliptune::train::run::{train, Method, TrainArgs, TrainSummary};
 use cliptune::{Device, Result};
 
 #[derive(Args)]
 pub struct TrainCli {
-    /// prompt (CoOp), linear-probe, lora, textual-inversion, or full (last resort).
+    /// prompt (CoOp), linear-probe, lora, textual-inversion, full (last resort), or auto: try
+    /// the ladder prompt, linear-probe, lora-text, lora-both, full on an 80/20 split of
+    /// --data and keep the best validation top-1 whose retention meets --min-retention.
     #[arg(long)]
     method: String,
     #[arg(long)]
@@ -83,9 +86,12 @@ pub struct TrainCli {
     wise_alpha: f32,
     /// Retention guard: a general labelled set (class folders or fashion-mnist:test[:N])
     /// whose zero-shot top-1 is measured before training and every --retention-every steps.
+    /// With --method auto: the set each candidate's retention is measured on (default: the
+    /// model's own heldout.json where it ships one).
     #[arg(long)]
     retention_set: Option<String>,
-    /// Stop (LoRA: scale the update back) when retention falls below this fraction.
+    /// Stop (LoRA: scale the update back) when retention falls below this fraction. With
+    /// --method auto: the floor a candidate's retention must meet to be chosen.
     #[arg(long, default_value_t = 0.98, value_parser = super::args::fraction)]
     min_retention: f32,
     #[arg(long, default_value_t = 50)]
@@ -111,6 +117,19 @@ pub struct TrainCli {
     /// Weight of the --reference distillation term.
     #[arg(long, default_value_t = 1.0)]
     reference_weight: f32,
+    /// Linear probe: start from the zero-shot text classifier ("a photo of a {}.") and hold
+    /// it there (CLAP), or random: from zero with l2 swept on a 20 % validation split.
+    #[arg(long, default_value = "zero-shot", value_name = "zero-shot|random")]
+    probe_init: String,
+    /// Linear probe from the zero-shot start: how strongly each class stays at its zero-shot
+    /// weights; auto (CLAP: 0.1 x the zero-shot confidence on that class's images) or a
+    /// number >= 0 for every class (0: unconstrained).
+    #[arg(long, value_name = "auto|W")]
+    probe_weight: Option<String>,
+    /// --method auto: seconds after which candidates not yet started are skipped (the
+    /// table says so).
+    #[arg(long, value_name = "S", value_parser = super::args::positive)]
+    time_budget: Option<f32>,
     #[arg(long, default_value = "auto")]
     device: String,
 }
@@ -130,7 +149,22 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
             c.wise_alpha
         )));
     }
-    let method: cliptune::train::run::Method = c.method.parse()?;
+    let auto = c.method == "auto";
+    if auto && c.lr.is_some() {
+        return Err(cliptune::Error::invalid(
+            "--lr with --method auto: each candidate trains at its own method's default rate; drop --lr",
+        ));
+    }
+    if auto && (c.resume || c.stop_after.is_some()) {
+        return Err(cliptune::Error::invalid(
+            "--resume/--stop-after with --method auto: the ladder runs each candidate whole; drop them",
+        ));
+    }
+    if !auto && c.time_budget.is_some() {
+        return Err(cliptune::Error::invalid("--time-budget applies to --method auto only"));
+    }
+    // --method auto sets each candidate's method (and its default step floor).
+    let method = if auto { Method::LinearProbe } else { c.method.parse()? };
     let args = TrainArgs {
         method,
         model_dir: c.model,
@@ -145,7 +179,12 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
         max_grad_norm: c.max_grad_norm,
         seed: c.seed,
         max_steps: c.max_steps,
-        min_steps: c.min_steps.or(method.default_min_steps()),
+        // With --method auto each candidate takes its own method's floor unless given.
+        min_steps: if auto {
+            c.min_steps
+        } else {
+            c.min_steps.or(method.default_min_steps())
+        },
         ckpt_every: c.checkpoint_every,
         lora,
         n_ctx: c.n_ctx,
@@ -167,7 +206,39 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
             reference_weight: if c.reference.is_some() { c.reference_weight } else { 0.0 },
             reference: c.reference,
         },
+        probe: cliptune::train::linear_probe::ProbeOptions::parse(&c.probe_init, c.probe_weight.as_deref())?,
     };
+    if auto {
+        let retention_set = args.retention_set.clone();
+        let out = args.out.clone();
+        let t0 = std::time::Instant::now();
+        let r = run_auto(AutoArgs {
+            min_retention: args.min_retention,
+            time_budget: c.time_budget,
+            retention_set,
+            ladder: default_ladder(),
+            train: args,
+        })?;
+        eprintln!("[train] --method auto: {}", r.why);
+        // The ladder is several runs: the summary is the chosen one's steps, the whole
+        // ladder's time, and no single loss curve (NaN).
+        let steps = r
+            .chosen
+            .and_then(|i| match r.tried[i].outcome {
+                Outcome::Trained { steps, .. } => Some(steps),
+                _ => None,
+            })
+            .unwrap_or(0);
+        return Ok(TrainSummary {
+            guard: None,
+            steps,
+            first_loss: f32::NAN,
+            last_loss: f32::NAN,
+            trainable: 0,
+            seconds: t0.elapsed().as_secs_f32(),
+            out,
+        });
+    }
     let s = train(args)?;
     if let Some(g) = &s.guard {
         eprintln!("[train] retention guard: {g}");

@@ -208,6 +208,7 @@ fn train_args(c: &Ctx, plan: &Plan, out: &Path) -> Result<TrainArgs> {
             feature_preservation: plan.feature_preservation,
             ..Default::default()
         },
+        probe: crate::train::linear_probe::ProbeOptions::from_scratch(),
     })
 }
 

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// Files a training run writes into its directory (any method): a fresh run removes a
 /// previous run's before starting, so a run killed early never leaves a mix of two runs
 /// that a loader (PEFT, `--adapter`) would take for a whole adapter.
-pub const TRAIN_OUTPUTS: [&str; 13] = [
+pub const TRAIN_OUTPUTS: [&str; 15] = [
     "cliptune_adapter.json",
     "trainer_state.safetensors",
     "train_log.jsonl",
@@ -24,6 +24,8 @@ pub const TRAIN_OUTPUTS: [&str; 13] = [
     "config.json",
     "preprocessor_config.json",
     "merged_from.json",
+    "auto.json",
+    "auto.md",
 ];
 
 /// What to claim.

@@ -47,6 +47,8 @@ pub struct TrainArgs {
     pub stop_after: Option<usize>,
     /// Regularising terms (KgCoOp, feature preservation, reference distillation).
     pub objectives: ObjectiveWeights,
+    /// `--method linear-probe`: zero-shot start and anchor weight (see `train::linear_probe`).
+    pub probe: super::linear_probe::ProbeOptions,
 }
 
 /// What a run produced.
@@ -101,6 +103,7 @@ impl TrainArgs {
             resume: false,
             stop_after: None,
             objectives: ObjectiveWeights::defaults(),
+            probe: super::linear_probe::ProbeOptions::default(),
         }
     }
 }

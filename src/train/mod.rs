@@ -4,7 +4,8 @@
 //! (`pretrain`).
 mod adamw;
 mod args;
-mod linear_probe;
+pub mod auto;
+pub mod linear_probe;
 mod method;
 pub mod objectives;
 mod output;

@@ -64,7 +64,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         eprintln!("warning: --lr {lr:e} is outside the usual LoRA range 1e-5..1e-4");
     }
     if a.method == Method::LinearProbe {
-        return train_linear_probe(&a, &model, t0);
+        return train_linear_probe(&a, &model, &tok, t0);
     }
 
     let data = load_training_data(&a.data, a.classes_file.as_deref(), &model, &a.model_dir)?;
