@@ -753,8 +753,8 @@ fn linear_probe_adapter_loads_and_is_exposed() {
     assert_eq!(probes[0].1.predict_scores(&img).unwrap().len(), 2 * c);
     assert!(matches!(ad.loaded[0], LoadedAdapter::LinearProbe { .. }));
 
-    // zero-shot loads it, says it does not use it, and classifies as usual.
-    let (_, err) = run_ok(
+    // zero-shot classifies with the probe: its probabilities over the asked classes.
+    let (out, _) = run_ok(
         bin()
             .args(["zero-shot", "--device", "cpu", "--classes", "dog,cat", "--model"])
             .arg(hf_dir())
@@ -762,10 +762,25 @@ fn linear_probe_adapter_loads_and_is_exposed() {
             .arg(&pdir)
             .arg(image("rgb_37x53.png")),
     );
-    assert!(
-        err.contains("linear-probe adapter") && err.contains("does not use it"),
-        "{err}"
-    );
+    let pct: Vec<f32> = out
+        .lines()
+        .filter(|l| l.trim_end().ends_with(" dog") || l.trim_end().ends_with(" cat"))
+        .map(|l| l.trim().split('%').next().unwrap().trim().parse::<f32>().unwrap())
+        .collect();
+    assert_eq!(pct.len(), 2, "{out}");
+    assert!(!out.contains(" car"), "{out}");
+    assert!((pct.iter().sum::<f32>() - 100.0).abs() < 0.05, "{out}");
+    // A class the probe was not trained on is an error naming it.
+    let o = bin()
+        .args(["zero-shot", "--device", "cpu", "--classes", "dog,horse", "--model"])
+        .arg(hf_dir())
+        .arg("--adapter")
+        .arg(&pdir)
+        .arg(image("rgb_37x53.png"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("horse"), "{err}");
 
     // The flat manifest layout (method-specific keys at the top level, no "info") and rows
     // of weights read too.
