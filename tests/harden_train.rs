@@ -1,5 +1,6 @@
 //! Training runs, their outputs, signals and concurrent writers (issue 13): one test per
 //! class of silent loss or wrong result, through the binary as a user meets it.
+mod common;
 mod harden_common;
 use harden_common::*;
 
@@ -183,6 +184,43 @@ fn resume_refuses_changed_arguments_and_continues_exactly() {
             "{f} differs from the uninterrupted run's"
         );
     }
+}
+
+/// 4, `--reference`: its set is recorded by content, like `--data`: a resume with other
+/// captions under the same path, or without the set, is refused naming it; the same set
+/// moved elsewhere resumes.
+#[test]
+fn resume_refuses_a_changed_reference_set() {
+    let d = fresh("resume-reference");
+    let data = class_folders(&d.join("data"), &["red", "green"], 4);
+    let rows = [(0, "a red tile"), (1, "a green tile"), (2, "a blue tile")];
+    let reference = caption_csv(&d.join("ref"), &rows);
+    let r = reference.display().to_string();
+    let out = d.join("out");
+    ok(&mut train(&data, &out, &["--stop-after", "2", "--reference", &r]));
+
+    let moved = caption_csv(&d.join("moved"), &rows);
+    let changed = caption_csv(
+        &d.join("changed"),
+        &[(0, "a red tile"), (1, "a green tile"), (2, "a cyan tile")],
+    );
+    let c = changed.display().to_string();
+    let err = fails(&mut train(&data, &out, &["--resume", "--reference", &c]), 1);
+    assert_has(&err, &["content of --reference", &r, &c]);
+    let err = fails(&mut train(&data, &out, &["--resume"]), 1);
+    assert_has(&err, &["content of --reference", &r, "not set"]);
+    assert_eq!(
+        manifest(&out)["info"]["final"],
+        false,
+        "a refused resume changed nothing"
+    );
+
+    ok(&mut train(
+        &data,
+        &out,
+        &["--resume", "--reference", &moved.display().to_string()],
+    ));
+    assert_eq!(manifest(&out)["info"]["final"], true);
 }
 
 /// 8. Nonsense numbers are refused when the command line is read; textual inversion

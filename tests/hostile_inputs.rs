@@ -2,82 +2,20 @@
 //! with a non-zero exit and one message naming the file, line, field or tensor at fault, or
 //! succeed with rows that say which input they are. Never a panic, a hang, a silently
 //! dropped or merged row, a NaN printed with exit 0, or a replaced file.
+mod common;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cliptune"));
-    c.env("XDG_RUNTIME_DIR", "/tmp");
-    c
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn tiny() -> PathBuf {
-    fixtures().join("tiny-clip/hf")
-}
+use common::cli::{assert_contains, bin, fixtures, fresh, output, run_err};
+use common::tiny_model_dir as tiny;
 
 fn good_image() -> PathBuf {
     fixtures().join("preprocess/inputs/rgb_37x53.png")
 }
 
-/// A fresh directory of this test alone (unique even within one process).
-fn fresh(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("cliptune-hostile-{name}-"))
-        .tempdir()
-        .unwrap()
-        .keep()
-}
-
-/// Run with a watchdog: a hang is a failure (killed after a minute), not a stuck CI job.
-fn output(c: &mut Command) -> Output {
-    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "command hung (killed after 60 s): {c:?}\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The command must fail with exit code 1 (a user error), no panic; returns stderr.
-fn run_err(c: &mut Command) -> String {
-    let out = output(c);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a user error, got {:?}: {stderr}",
-        out.status
-    );
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
-    stderr
-}
-
+/// The command must succeed; returns stdout.
 fn run_ok(c: &mut Command) -> String {
-    let out = output(c);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "command failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn assert_contains(msg: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(msg.contains(p), "message lacks {p:?}:\n{msg}");
-    }
+    common::cli::run_ok(c).0
 }
 
 fn embed(model: &Path, out: &Path) -> Command {

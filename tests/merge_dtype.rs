@@ -1,27 +1,17 @@
 //! `merge` of a half-precision base writes a checkpoint whose stored dtypes and config.json
 //! `dtype` / `torch_dtype` agree (every tensor f32, "float32"), and that reloads as exactly the
 //! merged model.
+mod common;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use cliptune::adapt::lora::{self, write_hf_weights};
 use cliptune::backend::Device;
 use cliptune::clip::{Clip, WeightStorage};
 use cliptune::nn::Module;
 use cliptune::DType;
+use common::cli::{bin, fixtures, fresh as tmp, run_ok};
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("merge-dtype-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn header(path: &Path) -> BTreeMap<String, String> {
     let b = std::fs::read(path).unwrap();
@@ -54,16 +44,15 @@ fn merged_half_base_stores_what_its_config_says() {
         half_base(&base, dtype, name);
         assert!(header(&base.join("model.safetensors")).values().all(|t| t == st));
         let out = d.join("merged");
-        let o = Command::new(env!("CARGO_BIN_EXE_cliptune"))
-            .args(["merge", "--device", "cpu", "--model"])
-            .arg(&base)
-            .arg("--adapter")
-            .arg(fixtures().join("lora/peft_adapter"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        run_ok(
+            bin()
+                .args(["merge", "--device", "cpu", "--model"])
+                .arg(&base)
+                .arg("--adapter")
+                .arg(fixtures().join("lora/peft_adapter"))
+                .arg("--out")
+                .arg(&out),
+        );
         let dtypes = header(&out.join("model.safetensors"));
         assert!(dtypes.len() > 50);
         assert!(

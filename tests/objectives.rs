@@ -17,7 +17,9 @@ use cliptune::train::objectives::feature_preservation::preservation_term;
 use cliptune::train::objectives::kgcoop::kgcoop_term;
 use cliptune::train::run::{train, Method, TrainArgs};
 use cliptune::{Result, Tensor};
+use common::cli::{fixture, fresh as tmp};
 use common::randn;
+use common::tiny_model_dir as model_dir;
 
 type Build = dyn Fn(&Tape, &[Var]) -> Result<Var>;
 
@@ -121,27 +123,6 @@ fn each_term_is_zero_at_its_anchor_and_positive_away() {
     assert!(away > 0.0, "the term does not see a change: {away}");
 }
 
-fn model_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip/hf")
-}
-
-fn fixture(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-        .display()
-        .to_string()
-}
-
-/// A fresh directory per test.
-fn tmp(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("cliptune-objectives-{name}-"))
-        .tempdir()
-        .unwrap()
-        .keep()
-}
-
 /// The arguments the golden runs were made with (`cliptune train --seed 3 --device cpu`
 /// plus each run's flags, before step floors and regularisers existed): no floor, every
 /// regulariser at weight 0.
@@ -184,7 +165,7 @@ fn zero_weights_reproduce_the_training_before_the_terms_bit_for_bit() {
     a.lr = Some(1e-4);
     a.wise_alpha = 0.5;
     runs.push(("full", a));
-    let imgs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess/inputs");
+    let imgs = common::cli::fixtures().join("preprocess/inputs");
     let caps = d.join("ti.csv");
     std::fs::write(
         &caps,

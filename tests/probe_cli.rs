@@ -2,8 +2,8 @@
 //! --adapter PROBE --zero-shot DATA` reports the probe's top-1/top-5, `zero-shot --adapter
 //! PROBE IMAGE` prints its probabilities, `embed --adapter PROBE` says the probe leaves the
 //! embeddings alone; unknown classes are clear errors. Also the probe's training flags.
+mod common;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cliptune::adapt::bundle::ProbeAdapter;
 use cliptune::clip::{Clip, WeightStorage};
@@ -11,20 +11,8 @@ use cliptune::data::sprite_sheet::read_sprite_sheet;
 use cliptune::eval::linear_probe::{split_train_val, sweep};
 use cliptune::eval::suite::{image_embeddings, load_labeled};
 use cliptune::Device;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cliptune"));
-    c.env("XDG_RUNTIME_DIR", "/tmp");
-    c
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model() -> PathBuf {
-    root().join("tests/fixtures/tiny-clip/hf")
-}
+use common::cli::{bin, fresh as tmp, root, run_err, run_ok};
+use common::tiny_model_dir as model;
 
 fn train_sheet() -> String {
     root()
@@ -35,33 +23,6 @@ fn train_sheet() -> String {
 
 fn test_sheet() -> String {
     root().join("assets/demo/fashion-mnist-test.json").display().to_string()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cliptune-probe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run_ok(c: &mut Command) -> (String, String) {
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "command failed: {stderr}");
-    (String::from_utf8(out.stdout).unwrap(), stderr)
-}
-
-fn run_err(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a clean failure, got {:?}: {stderr}",
-        out.status
-    );
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
-    stderr
 }
 
 fn train_probe(data: &str, out: &Path, extra: &[&str]) {

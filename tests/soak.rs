@@ -5,6 +5,7 @@
 //! Short and deterministic here (the kill points come from a seeded generator and are
 //! placed by the runs' own progress, not by timers); `tools/soak.sh` runs it longer
 //! through CLIPTUNE_SOAK_KILLS / CLIPTUNE_SOAK_WORKERS / CLIPTUNE_SOAK_SEED.
+mod common;
 mod harden_common;
 use harden_common::*;
 

@@ -1,7 +1,7 @@
 //! `cliptune train --method auto`: the ladder on the tiny model with a few steps per
 //! candidate, the choice it makes, and its bad inputs.
+mod common;
 use std::path::PathBuf;
-use std::process::Command;
 
 use cliptune::adapt::lora::LoraConfig;
 use cliptune::train::auto::{choose, default_ladder, run_auto, AutoArgs, Candidate, Outcome, Tried};
@@ -9,18 +9,8 @@ use cliptune::train::linear_probe::ProbeOptions;
 use cliptune::train::objectives::ObjectiveWeights;
 use cliptune::train::run::{Method, TrainArgs};
 use cliptune::Device;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fresh directory for one test, removed when the guard drops.
-fn tmp(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("cliptune-auto-{name}-"))
-        .tempdir()
-        .unwrap()
-}
+use common::cli::{bin, root, run_err, scratch as tmp};
+use common::tiny_model_dir;
 
 fn sheet(split: &str) -> String {
     root()
@@ -32,7 +22,7 @@ fn sheet(split: &str) -> String {
 fn args(out: PathBuf) -> TrainArgs {
     TrainArgs {
         method: Method::LinearProbe,
-        model_dir: root().join("tests/fixtures/tiny-clip/hf"),
+        model_dir: tiny_model_dir(),
         data: sheet("train"),
         classes_file: None,
         out,
@@ -152,29 +142,24 @@ fn bad_inputs_are_clear_errors_before_training() {
     assert!(!out.join("cliptune_adapter.json").exists());
 
     // Through the binary: the same error, exit code 1, before any training.
-    let o = Command::new(env!("CARGO_BIN_EXE_cliptune"))
-        .args(["train", "--method", "auto", "--device", "cpu", "--model"])
-        .arg(root().join("tests/fixtures/tiny-clip/hf"))
-        .args(["--data", &sheet("train"), "--out"])
-        .arg(t.join("cli"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("--retention-set") && !stderr.contains("panicked"),
-        "{stderr}"
+    let stderr = run_err(
+        bin()
+            .args(["train", "--method", "auto", "--device", "cpu", "--model"])
+            .arg(tiny_model_dir())
+            .args(["--data", &sheet("train"), "--out"])
+            .arg(t.join("cli")),
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_cliptune"))
-        .args([
-            "train", "--method", "auto", "--lr", "1e-3", "--device", "cpu", "--model",
-        ])
-        .arg(root().join("tests/fixtures/tiny-clip/hf"))
-        .args(["--data", &sheet("train"), "--out"])
-        .arg(t.join("cli"))
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--lr with --method auto"));
+    assert!(stderr.contains("--retention-set"), "{stderr}");
+    let stderr = run_err(
+        bin()
+            .args([
+                "train", "--method", "auto", "--lr", "1e-3", "--device", "cpu", "--model",
+            ])
+            .arg(tiny_model_dir())
+            .args(["--data", &sheet("train"), "--out"])
+            .arg(t.join("cli")),
+    );
+    assert!(stderr.contains("--lr with --method auto"), "{stderr}");
 }
 
 fn trained(key: &str, v: f32, r: f32) -> Tried {

@@ -147,12 +147,14 @@ pub fn data_digest(
 
 /// The record of a `cliptune train` run: `lr` and the schedule are the effective values
 /// (defaults and the small-data floor resolved), `data_digest` covers what the loop trains on (pixels, labels,
-/// captions), `model_digest` the base weights.
+/// captions), `reference_digest` the `--reference` set's pixels and captions (like `--data`, its content, not its
+/// path, is what a resume must repeat), `model_digest` the base weights.
 pub fn for_train(
     a: &crate::train::run::TrainArgs,
     lr: f32,
     schedule: &crate::train::schedule::Schedule,
     data_digest: &str,
+    reference_digest: Option<&str>,
     model_digest: &str,
 ) -> RunRecord {
     let mut r = RunRecord::new();
@@ -174,11 +176,13 @@ pub fn for_train(
         .arg("--wise-alpha", a.wise_alpha)
         .arg("--kgcoop", a.objectives.kgcoop)
         .arg("--feature-preservation", a.objectives.feature_preservation)
-        .arg("--reference", opt(&a.objectives.reference))
         .arg("--reference-weight", a.objectives.reference_weight)
         .arg("--retention-set", opt(&a.retention_set))
         .arg("--min-retention", a.min_retention)
         .arg("--retention-every", a.retention_every);
+    if let (Some(spec), Some(digest)) = (&a.objectives.reference, reference_digest) {
+        r.content("--reference", digest, spec);
+    }
     use crate::train::run::Method;
     match a.method {
         Method::Lora => {
@@ -230,10 +234,8 @@ mod tests {
 
     #[test]
     fn a_changed_argument_is_named_with_both_values() {
-        let dir = std::env::temp_dir().join(format!("cliptune-resume-record-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("state.safetensors");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.safetensors");
         let mut old = RunRecord::new();
         old.arg("--lr", 0.001).content("--data", "aaaa", "photos/");
         let t = crate::Tensor::from_vec(vec![1.0], &[1], &crate::Device::Cpu).unwrap();
@@ -259,6 +261,5 @@ mod tests {
             e.contains("content of --data") && e.contains("photos/") && e.contains("photos2/"),
             "{e}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

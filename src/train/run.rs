@@ -115,6 +115,9 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         Some(spec) => Some(load_reference(spec, &model, &a.model_dir)?),
         None => None,
     };
+    let reference_digest = reference
+        .as_ref()
+        .map(|r| crate::guard::resume::data_digest(&r.pixels, &[], &[], &r.captions, &[]));
     let objectives = Objectives::new(
         &model,
         &base,
@@ -129,7 +132,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     let digest =
         crate::guard::resume::data_digest(&data.pixels, &data.labels, &data.classes, &data.texts, &data.negatives);
     let weights = crate::io::fingerprint::weights_fingerprint(&base)?;
-    let record = crate::guard::resume::for_train(&a, lr, &schedule, &digest, &weights);
+    let record = crate::guard::resume::for_train(&a, lr, &schedule, &digest, reference_digest.as_deref(), &weights);
     let run = Run {
         args: &a,
         base: &base,

@@ -1,5 +1,8 @@
-//! Shared by the cross-backend tests.
+//! Shared by the cross-backend tests; `cli` by the tests that run the binary or need
+//! scratch directories.
 #![allow(dead_code)]
+pub mod cli;
+
 use std::sync::OnceLock;
 
 use cliptune::backend::{Device, GpuApi};

@@ -1,31 +1,11 @@
-//! Shared by the training-hardening tests: the binary, fresh directories, tiny data sets.
+//! Shared by the training-hardening tests (with `mod common;` beside it: the binary and
+//! fresh directories come from `common::cli`): tiny data sets, runs, their outputs.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cliptune"));
-    c.env("XDG_RUNTIME_DIR", "/tmp");
-    c
-}
-
-pub fn model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip/hf")
-}
-
-/// A new empty directory for one test (never shared with another test or run).
-pub fn fresh(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "harden-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+pub use crate::common::cli::{bin, fresh};
+pub use crate::common::tiny_model_dir as model;
 
 /// An 8x8 PNG: a class colour plus a per-image pattern.
 pub fn png(path: &Path, class: u8, i: u8) {
