@@ -57,10 +57,79 @@ fn split(input: &[u8], n: usize) -> Vec<&[u8]> {
     parts
 }
 
+/// What an entry answers: `Ok` when the reader accepted the input (and the accepted value
+/// passed the entry's consistency checks), the reader's error otherwise. A violated
+/// invariant is a panic, so the fuzzer reports it as a crash.
+pub type Outcome = std::result::Result<(), crate::Error>;
+
+/// The reader's answer, with the invariants every reader keeps: an error says something,
+/// and an accepted value passes `check`.
+fn judged<T>(what: &str, r: crate::Result<T>, check: impl FnOnce(&T)) -> Outcome {
+    match r {
+        Ok(v) => {
+            check(&v);
+            Ok(())
+        }
+        Err(e) => {
+            assert!(
+                !e.msg.trim().is_empty(),
+                "{what}: an error with an empty message ({:?})",
+                e.kind
+            );
+            Err(e)
+        }
+    }
+}
+
+fn tower_ok(what: &str, t: &crate::clip::config::TowerConfig) {
+    assert!(
+        t.width > 0 && t.heads > 0 && t.width % t.heads == 0 && t.layers > 0 && t.mlp > 0,
+        "{what}: accepted a tower that cannot run: {t:?}"
+    );
+    assert!(
+        t.eps.is_finite() && t.eps > 0.0,
+        "{what}: accepted layer_norm_eps {}",
+        t.eps
+    );
+}
+
+fn config_ok(c: &ClipConfig) {
+    tower_ok("vision", &c.vision.tower);
+    tower_ok("text", &c.text.tower);
+    assert!(
+        c.vision.patch > 0 && c.vision.image_size >= c.vision.patch && c.vision.num_patches() > 0,
+        "accepted image_size {} / patch {}",
+        c.vision.image_size,
+        c.vision.patch
+    );
+    assert!(
+        c.text.vocab > 0 && c.text.context > 0 && c.projection_dim > 0,
+        "accepted an empty text tower"
+    );
+    assert!(
+        (c.text.eot_id as usize) < c.text.vocab,
+        "accepted eot id {} of {}",
+        c.text.eot_id,
+        c.text.vocab
+    );
+}
+
+/// Every weight of `model` is a finite number.
+fn model_finite(what: &str, model: &Clip) {
+    for p in model.params() {
+        let v = p.value.to_vec().expect("a CPU tensor reads back");
+        assert!(
+            v.iter().all(|x| x.is_finite()),
+            "{what}: accepted a non-finite {}",
+            p.name
+        );
+    }
+}
+
 /// A model directory: input starting with `{` is a config.json, with byte 1 an
 /// open_clip_config.json (the rest of it), anything else a safetensors checkpoint for
 /// [`MICRO_CONFIG`]. One target for both, so the fuzzing time covers both readers.
-pub fn model_dir(dir: &Path, input: &[u8]) {
+pub fn model_dir(dir: &Path, input: &[u8]) -> Outcome {
     match input.first() {
         Some(b'{') | Some(1) => config(dir, input),
         _ => checkpoint(dir, input),
@@ -68,32 +137,47 @@ pub fn model_dir(dir: &Path, input: &[u8]) {
 }
 
 /// config.json (or, when the input starts with byte 1, open_clip_config.json).
-pub fn config(dir: &Path, input: &[u8]) {
+pub fn config(dir: &Path, input: &[u8]) -> Outcome {
     clear(dir, &["config.json", "open_clip_config.json"]);
     match input.split_first() {
         Some((1, rest)) => write(dir, "open_clip_config.json", rest),
         _ => write(dir, "config.json", input),
     };
-    let _ = ClipConfig::from_dir(dir);
+    judged("config", ClipConfig::from_dir(dir), config_ok)
 }
 
 /// A safetensors checkpoint for [`MICRO_CONFIG`], loaded as a model.
-pub fn checkpoint(dir: &Path, input: &[u8]) {
+pub fn checkpoint(dir: &Path, input: &[u8]) -> Outcome {
     write(dir, "config.json", MICRO_CONFIG.as_bytes());
     write(dir, "model.safetensors", input);
-    let _ = Clip::load(dir, &Device::Cpu, crate::clip::WeightStorage::AsStored);
+    let loaded = Clip::load(dir, &Device::Cpu, crate::clip::WeightStorage::AsStored);
+    judged("checkpoint", loaded, |m| model_finite("checkpoint", m))
+}
+
+/// [`MICRO_CONFIG`] parsed once per process.
+fn micro_config() -> &'static ClipConfig {
+    static MICRO: OnceLock<ClipConfig> = OnceLock::new();
+    MICRO.get_or_init(|| {
+        // Once per process (the lock), so the pid names this directory alone.
+        let d = std::env::temp_dir().join(format!("cliptune-micro-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        std::fs::write(d.join("config.json"), MICRO_CONFIG).expect("temp dir");
+        let c = ClipConfig::from_dir(&d).expect("MICRO_CONFIG is valid");
+        let _ = std::fs::remove_dir_all(&d);
+        c
+    })
+}
+
+/// The model [`adapter_dir`] loads adapters onto: [`MICRO_CONFIG`], random weights of seed 0
+/// (the same fingerprint on every run, so committed adapter seeds fit it).
+pub fn micro_model() -> Clip {
+    Clip::random(micro_config().clone(), 0, &Device::Cpu).expect("the micro model")
 }
 
 /// The bytes of a valid checkpoint for [`MICRO_CONFIG`] (random weights): the seed of the
 /// checkpoint corpus.
 pub fn micro_checkpoint_bytes() -> Vec<u8> {
-    let cfg: serde_json::Value = serde_json::from_str(MICRO_CONFIG).expect("valid JSON");
-    let dir = std::env::temp_dir().join(format!("cliptune-micro-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("config.json"), cfg.to_string()).expect("temp dir");
-    let config = ClipConfig::from_dir(&dir).expect("MICRO_CONFIG is valid");
-    let _ = std::fs::remove_dir_all(&dir);
-    let model = Clip::random(config, 0, &Device::Cpu).expect("random model");
+    let model = micro_model();
     let params = model.params();
     let tensors: Vec<(&str, &Tensor)> = params.iter().map(|p| (p.name.as_str(), &p.value)).collect();
     crate::tensor::io::safetensors_bytes(Path::new("micro.safetensors"), &tensors, &Default::default())
@@ -101,34 +185,69 @@ pub fn micro_checkpoint_bytes() -> Vec<u8> {
 }
 
 /// tokenizer.json, then a few texts encoded with it.
-pub fn tokenizer(dir: &Path, input: &[u8]) {
+pub fn tokenizer(dir: &Path, input: &[u8]) -> Outcome {
     let p = write(dir, "tokenizer.json", input);
-    if let Ok(tok) = ClipTokenizer::from_file(&p) {
-        let texts = vec!["a photo of a cat".to_string(), String::new(), "\u{1F600} x".to_string()];
-        let _ = tok.encode_batch(&texts, 16, tok.eos_id());
-        let _ = tok.encode("hello world");
-    }
+    let tok = match ClipTokenizer::from_file(&p) {
+        Ok(t) => t,
+        Err(e) => return judged::<()>("tokenizer.json", Err(e), |_| ()),
+    };
+    let texts = vec!["a photo of a cat".to_string(), String::new(), "\u{1F600} x".to_string()];
+    let vocab = tok.vocab_size();
+    judged("encode_batch", tok.encode_batch(&texts, 16, tok.eos_id()), |b| {
+        assert_eq!((b.len(), b.context_len()), (3, 16), "a [3, 16] batch");
+        for i in 0..b.len() {
+            let row = b.row(i);
+            assert!(
+                row.iter().all(|&id| (id as usize) < vocab),
+                "id outside the {vocab}-token vocabulary: {row:?}"
+            );
+        }
+    })?;
+    judged("encode", tok.encode("hello world"), |ids| {
+        assert!(
+            ids.iter().all(|&id| (id as usize) < vocab),
+            "id outside the {vocab}-token vocabulary: {ids:?}"
+        );
+    })
 }
 
 /// A caption file: the first byte picks CSV, TSV or JSONL. `a.png` exists next to it.
-pub fn captions(dir: &Path, input: &[u8]) {
+pub fn captions(dir: &Path, input: &[u8]) -> Outcome {
     let Some((&kind, rest)) = input.split_first() else {
-        return;
+        return Ok(());
     };
     write(dir, "a.png", b"");
     let name = ["c.csv", "c.tsv", "c.jsonl"][kind as usize % 3];
     let p = write(dir, name, rest);
-    let _ = crate::data::load_captions(&p);
+    judged("captions", crate::data::load_captions(&p), |records| {
+        assert!(!records.is_empty(), "accepted a caption file without rows");
+        for r in records {
+            assert!(!r.captions.is_empty(), "a row without a caption: {r:?}");
+            assert!(r.image.is_file(), "a row whose image does not exist: {r:?}");
+        }
+    })
 }
 
 /// A sprite sheet: the JSON, [`SEPARATOR`], the PNG bytes.
-pub fn sprite_sheet(input: &[u8]) {
+pub fn sprite_sheet(input: &[u8]) -> Outcome {
     let parts = split(input, 2);
     let Ok(text) = std::str::from_utf8(parts[0]) else {
-        return;
+        return Ok(());
     };
     let png = parts.get(1).copied().unwrap_or(&[]);
-    let _ = crate::data::sprite_sheet::sprite_sheet_from_bytes(text, png, Path::new("fuzz.json"));
+    let sheet = crate::data::sprite_sheet::sprite_sheet_from_bytes(text, png, Path::new("fuzz.json"));
+    judged("sprite sheet", sheet, |s| {
+        assert_eq!(s.items.len(), s.images.len(), "one tile per item");
+        for (it, im) in s.items.iter().zip(&s.images) {
+            assert!(
+                it.label < s.classes.len(),
+                "label {} of {} classes",
+                it.label,
+                s.classes.len()
+            );
+            assert_eq!([im.height(), im.width()], s.tile, "a tile of the sheet's tile size");
+        }
+    })
 }
 
 /// The files an adapter directory may hold, in the order [`adapter_dir`] fills them.
@@ -142,19 +261,25 @@ pub const ADAPTER_FILES: [&str; 7] = [
     "linear_probe.json",
 ];
 
+/// The fuzz input of the adapter directory `dir` (its [`ADAPTER_FILES`] joined by
+/// [`SEPARATOR`], an absent file as an empty part): how adapter seeds are made.
+pub fn adapter_input(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, name) in ADAPTER_FILES.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(SEPARATOR);
+        }
+        if let Ok(bytes) = std::fs::read(dir.join(name)) {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    out
+}
+
 /// An adapter directory: the parts of the input (split at [`SEPARATOR`]) become
 /// [`ADAPTER_FILES`] in order (an empty part: no such file), loaded onto a micro model.
-pub fn adapter_dir(dir: &Path, input: &[u8]) {
-    static MICRO: OnceLock<ClipConfig> = OnceLock::new();
+pub fn adapter_dir(dir: &Path, input: &[u8]) -> Outcome {
     static TOK: OnceLock<ClipTokenizer> = OnceLock::new();
-    let cfg = MICRO.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("cliptune-micro-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("temp dir");
-        std::fs::write(d.join("config.json"), MICRO_CONFIG).expect("temp dir");
-        let c = ClipConfig::from_dir(&d).expect("MICRO_CONFIG is valid");
-        let _ = std::fs::remove_dir_all(&d);
-        c
-    });
     let adapter = dir.join("adapter");
     let _ = std::fs::create_dir_all(&adapter);
     clear(&adapter, &ADAPTER_FILES);
@@ -163,26 +288,31 @@ pub fn adapter_dir(dir: &Path, input: &[u8]) {
             write(&adapter, name, part);
         }
     }
-    let Ok(mut model) = Clip::random(cfg.clone(), 0, &Device::Cpu) else {
-        return;
-    };
+    let mut model = micro_model();
     let mut tok = TOK
         .get_or_init(|| ClipTokenizer::embedded().expect("embedded tokenizer"))
         .clone();
-    let _ = crate::adapt::bundle::load_adapters_named(&mut model, &mut tok, &[adapter], "the micro model");
+    let loaded = crate::adapt::bundle::load_adapters_named(&mut model, &mut tok, &[adapter], "the micro model");
+    judged("adapter directory", loaded, |_| {
+        model_finite("adapter directory", &model)
+    })
 }
 
 /// PNG/JPEG bytes decoded as an image file would be.
-pub fn image(input: &[u8]) {
-    if let Ok(img) = crate::clip::preprocess::decode_image(Path::new("fuzz.img"), input.to_vec()) {
+pub fn image(input: &[u8]) -> Outcome {
+    let img = crate::clip::preprocess::decode_image(Path::new("fuzz.img"), input.to_vec());
+    judged("image", img, |img| {
+        assert!(img.width() > 0 && img.height() > 0, "accepted an empty image");
         let cfg = crate::clip::preprocess::PreprocessConfig::openai(8);
-        let _ = crate::clip::preprocess::preprocess(&img, &cfg);
-    }
+        let px = crate::clip::preprocess::preprocess(img, &cfg);
+        assert_eq!(px.len(), 3 * 8 * 8, "a [3, 8, 8] crop");
+        assert!(px.iter().all(|x| x.is_finite()), "non-finite pixels");
+    })
 }
 
 /// The entry of `target` (the fuzz target's name), or `None` for an unknown name. Entries
 /// that need a directory get `dir`.
-pub fn by_name(target: &str) -> Option<Box<dyn Fn(&Path, &[u8])>> {
+pub fn by_name(target: &str) -> Option<Box<dyn Fn(&Path, &[u8]) -> Outcome>> {
     Some(match target {
         "model_dir" => Box::new(model_dir),
         "tokenizer" => Box::new(tokenizer),

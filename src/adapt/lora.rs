@@ -668,6 +668,13 @@ pub fn load_peft(model: &mut Clip, dir: &Path) -> Result<LoraConfig> {
                 )))
             }
         };
+        if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
+            return Err(Error::non_finite(format!(
+                "{wp}: tensor '{key}' holds a non-finite value ({} at index {i}); the adapter is corrupt or its \
+                 training diverged",
+                vals[i]
+            )));
+        }
         let lin = linear(model, &site).unwrap();
         let (in_name, out_name) = site.dims();
         let t = site.tower.name();

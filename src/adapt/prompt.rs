@@ -514,6 +514,13 @@ impl AdapterFile {
                     ))
                 }
             };
+            if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                return Err(Error::non_finite(format!(
+                    "{name}: tensor '{tname}' holds a non-finite value ({} at index {i}); the adapter is corrupt or \
+                     its training diverged",
+                    data[i]
+                )));
+            }
             tensors.insert(tname, (view.shape().to_vec(), data));
         }
         Ok(AdapterFile {
