@@ -4,7 +4,7 @@
 # into fuzz/corpus/TARGET (libFuzzer -merge=1: the committed seeds stay, only new coverage
 # is added). Logs in fuzz/logs/, crash/hang/OOM inputs in fuzz/artifacts/TARGET/.
 # Build first: `cargo +nightly fuzz build -s none` (in fuzz/).
-# Usage: fuzz/run_all.sh [SECONDS] [TARGET...]
+# Usage: fuzz/run_all.sh [SECONDS] [TARGET...] (several at once: one call per target)
 set -u
 cd "$(dirname "$0")"
 secs=${1:-600}
@@ -24,4 +24,7 @@ for t in $targets; do
   echo "== $t end $(date -u +%H:%M:%S) rc=$?" | tee -a logs/summary.txt
   tail -n 3 "logs/$t.log" | tee -a logs/summary.txt
   ls "artifacts/$t" | sed 's/^/artifact: /' | tee -a logs/summary.txt
+  before=$(ls "corpus/$t" | wc -l)
+  nice -n 19 "$bin/$t" -merge=1 -timeout=10 -rss_limit_mb=2048 "corpus/$t" "work/$t" >"logs/$t.merge.log" 2>&1
+  echo "== $t corpus: $before -> $(ls "corpus/$t" | wc -l) files, $(du -sh "corpus/$t" | cut -f1)" | tee -a logs/summary.txt
 done

@@ -49,8 +49,8 @@ struct Tally {
     refused: usize,
 }
 
-/// Every seed, then `mutations` mutated inputs (seeds taken in turn, one deterministic
-/// generator) through `run`. A panic (a crash or a violated invariant) fails with the
+/// Every seed, then `mutations` mutated inputs (one deterministic generator) through
+/// `run`. A panic (a crash or a violated invariant) fails with the
 /// target, seed and mutation, and leaves the input in `dir` for reproduction.
 fn pass(target: &str, mutations: usize, dir: &Path, run: impl Fn(&[u8]) -> Outcome) -> Tally {
     let seeds = seeds(target);
@@ -59,18 +59,26 @@ fn pass(target: &str, mutations: usize, dir: &Path, run: impl Fn(&[u8]) -> Outco
         refused: 0,
     };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ target.bytes().fold(7u64, |h, b| h.wrapping_mul(31) ^ b as u64));
-    for k in 0..seeds.len() + mutations {
-        let (name, seed) = &seeds[k % seeds.len()];
-        let input = if k < seeds.len() {
-            seed.clone()
-        } else {
-            mutate(seed, &mut rng)
+    let n = seeds.len();
+    // Fuzzer-grown corpora are mostly inputs a reader refuses: every other mutation starts
+    // from a seed it accepted, so the accepting path and its invariants are exercised too.
+    let mut valid: Vec<usize> = vec![];
+    for k in 0..n + mutations {
+        let i = match k.checked_sub(n) {
+            None => k,
+            Some(j) if j % 2 == 0 && !valid.is_empty() => valid[(j / 2) % valid.len()],
+            Some(_) => k % n,
         };
+        let (name, seed) = &seeds[i];
+        let input = if k < n { seed.clone() } else { mutate(seed, &mut rng) };
         match catch_unwind(AssertUnwindSafe(|| run(&input))) {
-            Ok(Ok(())) if k < seeds.len() => tally.accepted.push(name.clone()),
+            Ok(Ok(())) if k < n => {
+                valid.push(k);
+                tally.accepted.push(name.clone())
+            }
             Ok(Ok(())) => tally.accepted.push(format!("{name}~{k}")),
             Ok(Err(e)) => {
-                if k < seeds.len() {
+                if k < n {
                     eprintln!("{target}: seed {name} refused: {}", e.msg);
                 }
                 tally.refused += 1
