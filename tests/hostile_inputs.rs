@@ -422,6 +422,37 @@ fn non_finite_weights_and_logit_scale_are_errors_naming_the_tensor() {
     assert_contains(&e, &["logit_scale"]);
 }
 
+/// Found by the fuzz replay: a LoRA adapter holding a NaN loaded silently; now the load
+/// fails naming the file and tensor (prompt and textual-inversion files share the check).
+#[test]
+fn non_finite_adapter_weights_are_refused_naming_the_tensor() {
+    let d = fresh("nanadapter");
+    let a = d.join("adapter");
+    std::fs::create_dir_all(&a).unwrap();
+    let src = fixtures().join("lora/peft_adapter");
+    std::fs::copy(src.join("adapter_config.json"), a.join("adapter_config.json")).unwrap();
+    let mut st = std::fs::read(src.join("adapter_model.safetensors")).unwrap();
+    // The first tensor's data (lora_A of layer 0's q_proj) starts right after the header.
+    let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let at = 8 + n + 4 * 5;
+    st[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(a.join("adapter_model.safetensors"), st).unwrap();
+    let e = run_err(
+        embed(&tiny(), &d.join("o.safetensors"))
+            .args(["--text", "x", "--adapter"])
+            .arg(&a),
+    );
+    assert_contains(
+        &e,
+        &[
+            "text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight",
+            "non-finite",
+            "index 5",
+        ],
+    );
+    assert!(!d.join("o.safetensors").exists());
+}
+
 #[test]
 fn the_shared_finiteness_check_names_tensor_and_index() {
     assert!(cliptune::error::ensure_finite("x", &[1.0, 2.0]).is_ok());
