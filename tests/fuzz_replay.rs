@@ -7,21 +7,15 @@
 //!
 //! `CLIPTUNE_WRITE_FUZZ_SEEDS=1 cargo test --release --test fuzz_replay` (re)writes the two
 //! seeds that are generated rather than copied: a valid micro checkpoint and a sprite sheet.
+mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use cliptune::fuzz_entry::{self as entry, mutate, Outcome, Rng};
+use common::cli::fresh;
 
 fn corpus(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
-}
-
-fn fresh(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("cliptune-fuzzpass-{name}-"))
-        .tempdir()
-        .unwrap()
-        .keep()
 }
 
 /// The corpus files of `target`, sorted; an empty or missing corpus fails the test.
