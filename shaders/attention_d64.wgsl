@@ -62,9 +62,12 @@ fn attn_fwd_d64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             sv[e] = vx;
         }
         workgroupBarrier();
+        // A runtime key count: LLVM (llvmpipe, lavapipe) fully unrolls a constant
+        // 32 x 16 loop nest into code it then takes minutes to split at the barriers.
+        let tn = min(T, kend - k0);
         var s: array<f32, 32>;
         var mt = m;
-        for (var j = 0u; j < T; j++) {
+        for (var j = 0u; j < tn; j++) {
             var d = vec4<f32>(0.0);
             for (var c = 0u; c < D4; c++) { d = fma(q[c], sk[j * D4 + c], d); }
             let key = k0 + j;
@@ -75,7 +78,7 @@ fn attn_fwd_d64(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         let corr = exp(m - mt);
         l *= corr;
         for (var c = 0u; c < D4; c++) { acc[c] *= corr; }
-        for (var j = 0u; j < T; j++) {
+        for (var j = 0u; j < tn; j++) {
             // Masked keys: exp(NEG - mt) is 0 once any key is visible; rows with none
             // visible (dead rows) are never written.
             let pj = select(0.0, exp(s[j] - mt), s[j] > NEG);

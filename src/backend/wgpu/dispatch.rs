@@ -136,7 +136,12 @@ impl GpuBackend {
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
-                ..Default::default()
+                // Every kernel writes the workgroup memory it reads before its first
+                // barrier, so WebGPU's zeroing is dead work; on llvmpipe-GL it also
+                // costs a minute and more of compile time per kernel (naga zeroes each
+                // array with one huge constant, kept live across the coroutine split
+                // of every barrier: docs/PERFORMANCE.md, GL section).
+                zero_initialize_workgroup_memory: !self.trusted,
             },
             cache: None,
         });
