@@ -38,6 +38,9 @@ pub struct Progress {
     label: String,
     unit: &'static str,
     total: u64,
+    /// Units already done when this progress started (a resumed run): the rate counts
+    /// only what this process did.
+    from: u64,
     t0: Instant,
 }
 
@@ -45,6 +48,17 @@ impl Progress {
     /// Progress for `total` units, shown as [`Mode::detect`] decides.
     pub fn new(label: &str, unit: &'static str, total: u64, show: bool) -> Progress {
         Self::with_mode(label, unit, total, Mode::detect(show))
+    }
+
+    /// Progress of a loop that resumes with `from` of `total` units already done.
+    pub fn resuming(label: &str, unit: &'static str, total: u64, show: bool, from: u64) -> Progress {
+        let mut p = Self::with_mode(label, unit, total, Mode::detect(show));
+        p.from = from.min(total);
+        if let Some(b) = &p.bar {
+            b.set_position(p.from);
+            b.reset_eta();
+        }
+        p
     }
 
     /// Progress in an explicit mode (tests use `Lines`).
@@ -67,6 +81,7 @@ impl Progress {
             label: label.to_string(),
             unit,
             total,
+            from: 0,
             t0: Instant::now(),
         }
     }
@@ -88,7 +103,7 @@ impl Progress {
     /// The plain line for `done` units (what `Lines` mode prints).
     pub fn line(&self, done: u64, msg: &str) -> String {
         let el = self.t0.elapsed().as_secs_f64();
-        let rate = done as f64 / el.max(1e-9);
+        let rate = done.saturating_sub(self.from) as f64 / el.max(1e-9);
         let eta = self.total.saturating_sub(done) as f64 / rate.max(1e-9);
         format!(
             "[{}] {} {done}/{}: {msg}  {rate:.2} {}s/s  ETA {eta:.0}s",

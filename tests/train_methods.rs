@@ -46,6 +46,7 @@ fn args(method: Method, data: &str, out: PathBuf) -> TrainArgs {
         min_steps: None,
         ckpt_every: 0,
         lora: LoraConfig::parse(4, 8.0, 0.0, "q,v,fc1", "text,vision", None).unwrap(),
+        lora_scale: Default::default(),
         n_ctx: 4,
         ctx_init: Some("a photo of a".into()),
         class_specific: false,

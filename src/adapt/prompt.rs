@@ -226,11 +226,14 @@ impl PromptLearner {
     /// frozen logit scale (one value).
     pub fn loss(&self, model: &Clip, tape: &Tape, image_features: &Tensor, labels: &Tensor) -> Result<Var> {
         let feats = self.class_features(model, tape)?;
-        self.loss_from_class_features(model, tape, &feats, image_features, labels)
+        let scale = model.logit_scale.value.item()?.exp();
+        self.loss_from_class_features(model, tape, &feats, image_features, labels, scale)
     }
 
     /// [`Self::loss`] given the class embeddings `feats` `[C, P]` already on `tape` (a
-    /// regulariser needs them too); `image_features` and `labels` as checked there.
+    /// regulariser needs them too) and the logit `scale` (exp of the frozen logit_scale,
+    /// given so a training step reads nothing back); `image_features` and `labels` as
+    /// checked there.
     pub fn loss_from_class_features(
         &self,
         model: &Clip,
@@ -238,6 +241,7 @@ impl PromptLearner {
         feats: &Var,
         image_features: &Tensor,
         labels: &Tensor,
+        scale: f32,
     ) -> Result<Var> {
         let p = model.config.projection_dim;
         let is = image_features.shape();
@@ -273,7 +277,6 @@ impl PromptLearner {
         }
         let dev = model.device();
         let img = tape.constant(image_features.to_device(dev)?);
-        let scale = model.logit_scale.value.item()?.exp();
         let logits = img.linear(feats, None, Act::None)?.scale(scale)?;
         logits.cross_entropy(&labels.to_device(dev)?)
     }

@@ -185,6 +185,7 @@ fn train_args(c: &Ctx, plan: &Plan, out: &Path) -> Result<TrainArgs> {
             if plan.towers.is_empty() { "text" } else { plan.towers },
             None,
         )?,
+        lora_scale: Default::default(),
         n_ctx: 4,
         ctx_init: Some("a photo of a".into()),
         class_specific: false,

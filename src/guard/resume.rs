@@ -192,7 +192,8 @@ pub fn for_train(
                 .arg("--lora-dropout", l.dropout)
                 .arg("--targets", format!("{:?}", l.targets))
                 .arg("--towers", format!("{:?}", l.towers))
-                .arg("--layers", format!("{:?}", l.layers));
+                .arg("--layers", format!("{:?}", l.layers))
+                .arg("--lora-scale", a.lora_scale);
         }
         Method::Prompt => {
             r.arg("--n-ctx", a.n_ctx)

@@ -5,7 +5,10 @@
 //! contiguous row-major; reshapes share storage, everything else makes a new tensor
 //! (values are immutable, so sharing is always safe).
 pub mod io;
+mod late;
 pub mod ops;
+
+pub use late::LateRead;
 
 use std::sync::Arc;
 

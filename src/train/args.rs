@@ -26,6 +26,9 @@ pub struct TrainArgs {
     pub min_steps: Option<usize>,
     pub ckpt_every: usize,
     pub lora: LoraConfig,
+    /// `--lora-scale`: the factor on the trained LoRA update, or `auto` (a sweep on a
+    /// held-out split and the retention set; see [`super::lora_scale`]).
+    pub lora_scale: super::lora_scale::LoraScale,
     pub n_ctx: usize,
     pub ctx_init: Option<String>,
     pub class_specific: bool,
@@ -89,6 +92,7 @@ impl TrainArgs {
             min_steps: method.default_min_steps(),
             ckpt_every: 100,
             lora: LoraConfig::default(),
+            lora_scale: Default::default(),
             n_ctx: 16,
             ctx_init: None,
             class_specific: false,

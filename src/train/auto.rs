@@ -254,6 +254,7 @@ fn candidate_args(base: &TrainArgs, c: &Candidate, data: &Path, classes: &Path, 
         min_steps: base.min_steps.or(c.method.default_min_steps()),
         ckpt_every: 0,
         lora,
+        lora_scale: base.lora_scale,
         n_ctx: base.n_ctx,
         ctx_init: base.ctx_init.clone(),
         // Shared context: the one that can be measured on the retention set's classes.
@@ -263,7 +264,10 @@ fn candidate_args(base: &TrainArgs, c: &Candidate, data: &Path, classes: &Path, 
         wise_alpha: base.wise_alpha,
         device: base.device.clone(),
         progress: base.progress,
-        retention_set: None,
+        // A LoRA rung choosing its own scale measures retention on the same set.
+        retention_set: (base.lora_scale == crate::train::lora_scale::LoraScale::Auto)
+            .then(|| base.retention_set.clone())
+            .flatten(),
         min_retention: base.min_retention,
         retention_every: 0,
         resume: false,

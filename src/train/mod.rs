@@ -5,7 +5,9 @@
 mod adamw;
 mod args;
 pub mod auto;
+mod late_loss;
 pub mod linear_probe;
+pub mod lora_scale;
 mod method;
 pub mod objectives;
 mod output;
@@ -24,7 +26,11 @@ use crate::tensor::Tensor;
 /// Read a scalar loss back (the one readback a step may ask for) and stop with a clear
 /// error naming the step when it is NaN or infinite.
 pub fn check_loss(loss: &Tensor, step: usize) -> Result<f32> {
-    let l = loss.item()?;
+    check_loss_value(loss.item()?, step)
+}
+
+/// The check of [`check_loss`] on a value already on the host.
+pub(crate) fn check_loss_value(l: f32, step: usize) -> Result<f32> {
     if !l.is_finite() {
         return Err(Error::non_finite(format!(
             "step {step}: the loss is {l}; lower the learning rate (the last good checkpoint is kept)"

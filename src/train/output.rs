@@ -80,3 +80,25 @@ pub(crate) fn save(
     }
     write_manifest(a, base, serde_json::json!({"final": last, "wise_alpha": a.wise_alpha}))
 }
+
+/// Rewrite a finished LoRA adapter whose update `model` now applies at `factor` x the
+/// trained scale: PEFT's `lora_alpha` becomes alpha x factor (what PEFT and cliptune load),
+/// and the manifest records the choice (`info`).
+pub(crate) fn save_lora_scaled(
+    a: &TrainArgs,
+    model: &Clip,
+    base: &Clip,
+    factor: f32,
+    info: serde_json::Value,
+) -> Result<()> {
+    let cfg = crate::adapt::lora::LoraConfig {
+        alpha: a.lora.alpha * factor,
+        ..a.lora.clone()
+    };
+    export_peft_with_base(model, &cfg, &a.out, Some(&a.model_dir.display().to_string()))?;
+    write_manifest(
+        a,
+        base,
+        serde_json::json!({"final": true, "wise_alpha": a.wise_alpha, "lora_scale": info}),
+    )
+}

@@ -301,7 +301,13 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
         log,
         show: a.progress,
         label: "pretrain",
-        bar: None,
+        bar: Some(crate::progress::Progress::resuming(
+            "pretrain",
+            "step",
+            total as u64,
+            a.progress,
+            start as u64,
+        )),
     };
 
     // Held-out metrics at `step`: one line in the log (and on the terminal).

@@ -11,7 +11,7 @@ pub(crate) struct Progress {
     pub(crate) show: bool,
     /// Progress-line prefix: "train" or "pretrain".
     pub(crate) label: &'static str,
-    /// Made at the first step (None until then).
+    /// The loop makes it when it starts (None: made at the first step).
     pub(crate) bar: Option<crate::progress::Progress>,
 }
 

@@ -15,7 +15,9 @@
 use std::time::Instant;
 
 use super::linear_probe::train_linear_probe;
+use super::lora_scale::{self, LoraScale};
 use super::objectives::Objectives;
+use super::output::save_lora_scaled;
 use super::schedule::Schedule;
 use super::train_loop::{run_loop, Run};
 use crate::adapt::trainable::{Adaptation, MethodOptions};
@@ -68,6 +70,25 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     }
 
     let data = load_training_data(&a.data, a.classes_file.as_deref(), &model, &a.model_dir)?;
+    // `--lora-scale auto` trains on a stratified 80 % and keeps the rest to choose the scale.
+    let (data, scale_sweep) = match (a.method, a.lora_scale) {
+        (Method::Lora, LoraScale::Auto) => {
+            let (sweep, train_idx) = lora_scale::prepare(&a, &data)?;
+            let base_ret = lora_scale::base_retention(&a, &sweep, &model, &tok)?;
+            eprintln!(
+                "[lora-scale] auto: training on {} images, choosing the scale on {} held out and on {} ({} images, \
+                 base zero-shot top-1 {:.2}%), floor {}",
+                train_idx.len(),
+                sweep.val_idx.len(),
+                sweep.retention_spec,
+                sweep.retention.len(),
+                100.0 * base_ret,
+                a.min_retention
+            );
+            (lora_scale::select(&data, &train_idx), Some((sweep, data, base_ret)))
+        }
+        _ => (data, None),
+    };
     // The batch the run will really use (the small-data floor may cap --batch) is what the
     // learnability and memory checks judge.
     let schedule = Schedule::new(data.len(), a.batch, a.epochs, a.max_steps, a.warmup, a.min_steps);
@@ -133,6 +154,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         crate::guard::resume::data_digest(&data.pixels, &data.labels, &data.classes, &data.texts, &data.negatives);
     let weights = crate::io::fingerprint::weights_fingerprint(&base)?;
     let record = crate::guard::resume::for_train(&a, lr, &schedule, &digest, reference_digest.as_deref(), &weights);
+    let total = schedule.total;
     let run = Run {
         args: &a,
         base: &base,
@@ -144,6 +166,46 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         record: &record,
     };
     let (steps, first_loss, last_loss, guard) = run_loop(&run, &mut model, adaptation)?;
+    let mut scale_error = None;
+    if a.method == Method::Lora && steps >= total {
+        match (&scale_sweep, a.lora_scale, &guard) {
+            (_, _, Some(_)) if a.lora_scale != LoraScale::Fixed(1.0) => {
+                eprintln!("[lora-scale] not applied: the retention guard already scaled the update back")
+            }
+            (Some((sweep, all, base_ret)), _, None) => {
+                let (factor, met, tried, why) = lora_scale::sweep(&a, sweep, &mut model, &tok, all, *base_ret)?;
+                eprintln!("[lora-scale] chose {why}");
+                let info = lora_scale::to_json(factor, &tried, &why, sweep, a.min_retention);
+                save_lora_scaled(&a, &model, &base, factor, info)?;
+                if !met {
+                    scale_error = Some(Error::invalid(format!(
+                        "--lora-scale auto: no scale keeps --min-retention {}: wrote the adapter at x{factor} \
+                         (the best retention) to {}; lower --min-retention or train less",
+                        a.min_retention,
+                        a.out.display()
+                    )));
+                }
+            }
+            (None, LoraScale::Fixed(f), None) if f != 1.0 => {
+                lora_scale::apply_fixed(&mut model, a.lora.alpha, f);
+                save_lora_scaled(
+                    &a,
+                    &model,
+                    &base,
+                    f,
+                    serde_json::json!({"factor": f, "chosen_by": "--lora-scale"}),
+                )?;
+                eprintln!(
+                    "[lora-scale] the update is kept at x{f} (lora_alpha {})",
+                    a.lora.alpha * f
+                );
+            }
+            _ => {}
+        }
+    }
+    if let Some(e) = scale_error {
+        return Err(e);
+    }
     Ok(TrainSummary {
         guard,
         steps,

@@ -4,6 +4,7 @@
 //! `--stop-after`, and the retention guard.
 
 use super::args::TrainArgs;
+use super::late_loss::LateLoss;
 use super::method::Method;
 use super::objectives::{Objectives, Step};
 use super::output::save;
@@ -77,7 +78,14 @@ pub(crate) fn run_loop(
         log,
         show: a.progress,
         label: "train",
-        bar: None,
+        // Started here, not at the first step, so the first rate and ETA are real.
+        bar: Some(crate::progress::Progress::resuming(
+            "train",
+            "step",
+            total as u64,
+            a.progress,
+            start as u64,
+        )),
     };
     let retention = match &a.retention_set {
         Some(spec) => {
@@ -94,7 +102,7 @@ pub(crate) fn run_loop(
     };
     let lora = a.method == Method::Lora;
     let mut guard: Option<String> = None;
-    let (mut first, mut last) = (f32::NAN, f32::NAN);
+    let mut losses = LateLoss::new();
     let mut step = start;
     let mut seen = 0;
     let mut notes = crate::guard::stop::StopNotes::new(&a.out, total, a.resume.then_some(start));
@@ -115,6 +123,7 @@ pub(crate) fn run_loop(
                 break 'outer;
             }
             if let Some(why) = crate::cancel::stop_requested() {
+                losses.settle(&mut prog, &notes)?;
                 checkpoint(model, &mut adaptation, &opt, step, false).map_err(|e| notes.non_finite(e, step))?;
                 return Err(notes.interrupted(why, step));
             }
@@ -134,21 +143,18 @@ pub(crate) fn run_loop(
                 step,
                 device: &a.device,
             })?;
-            let l = super::check_loss(&loss.value, step + 1).map_err(|e| notes.non_finite(e, step + 1))?;
-            if first.is_nan() {
-                first = l;
-            }
-            last = l;
             let grads = tape.backward(&loss)?;
             opt.step(&mut adaptation.params_mut(model), &grads)?;
-            prog.step(step, epoch, l, opt.lr)?;
+            losses.push((step, epoch, opt.lr), &loss.value, &mut prog, &notes)?;
             step += 1;
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {
+                losses.settle(&mut prog, &notes)?;
                 checkpoint(model, &mut adaptation, &opt, step, false).map_err(|e| notes.non_finite(e, step))?;
                 notes.checkpointed(step);
             }
             if let Some((set, before)) = &retention {
                 if a.retention_every > 0 && (step % a.retention_every == 0 || step == total) {
+                    losses.settle(&mut prog, &notes)?;
                     set_dropout_seed(model, None);
                     let now = retention_top1(model, r.tok, &a.model_dir, set)?;
                     let ratio = if *before > 0.0 { now / before } else { 1.0 };
@@ -163,6 +169,7 @@ pub(crate) fn run_loop(
             }
         }
     }
+    losses.settle(&mut prog, &notes)?;
     if lora {
         set_dropout_seed(model, None);
     }
@@ -172,5 +179,5 @@ pub(crate) fn run_loop(
         let done = step >= total || guard.is_some();
         checkpoint(model, &mut adaptation, &opt, step, done).map_err(|e| notes.non_finite(e, step))?;
     }
-    Ok((step, first, last, guard))
+    Ok((step, losses.first, losses.last, guard))
 }

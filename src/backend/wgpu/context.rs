@@ -407,53 +407,10 @@ impl GpuBackend {
         self.check_errors("waiting for the GPU")
     }
 
-    /// Copy the first `nbytes` of a buffer back to the host (submits pending work).
-    pub fn read_bytes(&self, src: &GpuStorage, nbytes: usize) -> Result<Vec<u8>> {
-        let size = (nbytes as u64).div_ceil(4) * 4;
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        {
-            let mut pending = self.pending.lock().unwrap();
-            let enc = self.encoder(&mut pending);
-            enc.copy_buffer_to_buffer(src.buffer(), 0, &staging, 0, size);
-            self.submit_locked(&mut pending);
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
-            .map_err(|e| Error::device(format!("reading back from the GPU: {e}")))?;
-        rx.recv()
-            .map_err(|e| Error::device(format!("reading back from the GPU: {e}")))?
-            .map_err(|e| Error::device(format!("mapping a readback buffer: {e}")))?;
-        let out = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::device(format!("mapping a readback buffer: {e:?}")))?;
-            view[..nbytes].to_vec()
-        };
-        staging.unmap();
-        self.check_errors("reading back from the GPU")?;
-        self.report_stats();
-        Ok(out)
-    }
-
     /// With `CLIPTUNE_GPU_STATS=1`, one stderr line per readback with the dispatches,
     /// submits and host time since the previous one (a training step reads its loss
     /// once, so each line is one step's dispatch cost).
-    fn report_stats(&self) {
+    pub(super) fn report_stats(&self) {
         let Some(last) = &mut *self.reported.lock().unwrap() else {
             return;
         };

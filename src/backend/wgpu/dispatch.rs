@@ -349,18 +349,20 @@ impl GpuBackend {
         }
     }
 
-    pub(super) fn submit_locked(&self, pending: &mut Pending) {
+    pub(super) fn submit_locked(&self, pending: &mut Pending) -> Option<wgpu::SubmissionIndex> {
         pending.pass = None;
         pending.bound = None;
+        let mut index = None;
         if let Some(enc) = pending.encoder.take() {
             if !pending.params.is_empty() {
                 // Ordered before this submit's commands and after every earlier submit.
                 self.queue.write_buffer(&self.uniforms, 0, &pending.params);
             }
-            self.queue.submit([enc.finish()]);
+            index = Some(self.queue.submit([enc.finish()]));
             self.stats.lock().unwrap().submits += 1;
         }
         pending.params.clear();
         pending.count = 0;
+        index
     }
 }

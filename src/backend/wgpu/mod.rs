@@ -12,11 +12,13 @@ mod matmul;
 mod memory;
 mod norms;
 mod optim;
+mod readback;
 pub mod requirements;
 
 pub use adapters::{compiled_apis, list_adapters, AdapterReport};
 pub use context::{grid_1d, GpuBackend, GpuStats, GpuStorage, MAX_GROUPS};
 pub use matmul::{matmul_variant, variant_sources as matmul_variant_sources, MatmulVariant};
+pub use readback::PendingRead;
 
 use crate::backend::*;
 use crate::error::Result;

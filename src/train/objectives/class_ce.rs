@@ -7,15 +7,18 @@ use crate::clip::Clip;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-/// CoOp: frozen image features `[B, P]` against the learned prompts' class embeddings.
+/// CoOp: frozen image features `[B, P]` against the learned prompts' class embeddings
+/// at the fixed logit `scale`.
 pub fn prompt_loss(
     model: &Clip,
     tape: &Tape,
     prompt: &PromptLearner,
     features: &Tensor,
     labels: &Tensor,
+    scale: f32,
 ) -> Result<Var> {
-    prompt.loss(model, tape, features, labels)
+    let feats = prompt.class_features(model, tape)?;
+    prompt.loss_from_class_features(model, tape, &feats, features, labels, scale)
 }
 
 /// Normalised image features `[B, P]` against normalised class-prompt features `[C, P]`

@@ -222,10 +222,10 @@ impl Objectives {
                 let f = self.cached_features(s)?;
                 let labels = s.data.batch_labels(s.idx, s.device)?;
                 match &self.frozen.hand {
-                    None => class_ce::prompt_loss(s.model, s.tape, p, &f, &labels),
+                    None => class_ce::prompt_loss(s.model, s.tape, p, &f, &labels, self.scale),
                     Some(hand) => {
                         let feats = p.class_features(s.model, s.tape)?;
-                        let ce = p.loss_from_class_features(s.model, s.tape, &feats, &f, &labels)?;
+                        let ce = p.loss_from_class_features(s.model, s.tape, &feats, &f, &labels, self.scale)?;
                         ce.add(&kgcoop::kgcoop_term(s.tape, &feats, hand, w.kgcoop)?)
                     }
                 }
@@ -249,8 +249,11 @@ impl Objectives {
                         let (input, _) = tokenize(s.model, s.tok, &s.data.batch_texts(s.idx))?;
                         let txt = s.model.text_features(s.tape, &input)?.l2norm()?;
                         let loss = contrastive::clip_loss(s.model, s.tape, &img, &txt)?;
+                        // Kept on the device (no readback inside a step); a non-finite
+                        // feature shows up in the loss, which the loop checks.
                         let frozen = if self.frozen.images.is_some() {
-                            Some(s.base.encode_text(&input, 256)?)
+                            let tape = Tape::inference();
+                            Some(s.base.text_features(&tape, &input)?.value.l2norm()?.0)
                         } else {
                             None
                         };
