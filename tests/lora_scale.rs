@@ -1,5 +1,6 @@
 //! `--lora-scale` (issue 12): a fixed factor or a sweep on a held-out split and the
 //! retention set; the choice is stored as PEFT's `lora_alpha` and in the manifest.
+mod common;
 mod harden_common;
 use harden_common::*;
 

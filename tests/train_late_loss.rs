@@ -1,5 +1,6 @@
 //! The training loop reads each step's loss one step late (issue 11: no readback inside a
 //! training step), on the GPU backend (lavapipe in CI), without giving up the NaN stop.
+mod common;
 mod harden_common;
 use harden_common::*;
 
