@@ -14,18 +14,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::linear_probe::PROBE_TEMPLATE;
+use super::lora_scale::{retention_spec, templates_of, top1};
 use super::objectives::ObjectiveWeights;
 use super::run::{train, Method, TrainArgs};
 use crate::adapt::bundle::{load_adapters, Adapters};
 use crate::adapt::lora::Tower;
 use crate::adapt::prompt::PromptLearner;
 use crate::clip::tokenizer::ClipTokenizer;
-use crate::clip::zero_shot::templates;
 use crate::clip::{Clip, WeightStorage};
 use crate::error::{Error, Result};
 use crate::eval::adapted::classify_set;
 use crate::eval::linear_probe::split_train_val;
-use crate::eval::metrics::topk_accuracy;
 use crate::eval::suite::{image_embeddings, load_labeled, zero_shot, ImageSource, LabeledSet};
 use crate::tensor::io::write_atomic;
 
@@ -114,33 +113,6 @@ pub struct AutoReport {
     pub why: String,
 }
 
-fn templates_of(model_dir: &Path) -> Result<Vec<String>> {
-    let f = model_dir.join("templates.txt");
-    if f.is_file() {
-        templates(&f.display().to_string())
-    } else {
-        templates("openai")
-    }
-}
-
-/// The retention set: `--retention-set`, else the model's shipped `heldout.json`; an
-/// error (before anything is trained) when there is neither.
-fn retention_spec(a: &AutoArgs) -> Result<String> {
-    if let Some(s) = &a.retention_set {
-        return Ok(s.clone());
-    }
-    let shipped = a.train.model_dir.join("heldout.json");
-    if shipped.is_file() {
-        return Ok(shipped.display().to_string());
-    }
-    Err(Error::invalid(format!(
-        "--method auto: no retention set: give --retention-set DATA (general labelled images whose zero-shot \
-         top-1 must be kept, e.g. fashion-mnist:test:20 or a class-folder tree); the model {} ships none \
-         (no heldout.json)",
-        a.train.model_dir.display()
-    )))
-}
-
 /// A subset of a labelled set, in memory or as file paths.
 fn subset(set: &LabeledSet, idx: &[usize], name: String) -> LabeledSet {
     let source = match &set.source {
@@ -181,19 +153,6 @@ fn write_split(set: &LabeledSet, idx: &[usize], root: &Path) -> Result<PathBuf> 
     text.push('\n');
     write_atomic(&classes, text.as_bytes())?;
     Ok(classes)
-}
-
-/// Top-1 of image embeddings `img` against class embeddings `cls` (both normalised).
-fn top1(img: &[f32], cls: &[f32], p: usize, labels: &[usize]) -> Result<f32> {
-    let c = cls.len() / p;
-    let s: Vec<f32> = img
-        .chunks(p)
-        .flat_map(|x| {
-            cls.chunks(p)
-                .map(move |t| x.iter().zip(t).map(|(a, b)| a * b).sum::<f32>())
-        })
-        .collect();
-    topk_accuracy(&s, labels.len(), c, labels, 1)
 }
 
 /// Zero-shot top-1 on the retention set of a candidate's result.
@@ -324,7 +283,7 @@ pub fn run_auto(a: AutoArgs) -> Result<AutoReport> {
     if base.batch == 0 || base.epochs == 0 {
         return Err(Error::invalid("--batch and --epochs must be at least 1"));
     }
-    let ret_spec = retention_spec(&a)?;
+    let ret_spec = retention_spec(a.retention_set.as_deref(), &base.model_dir, "--method auto")?;
     // Held until the chosen adapter and the table are written: one writer per --out. A
     // previous run's files there are cleared first (the chosen method is not known yet).
     let _claimed = crate::io::outdir::claim(&crate::io::outdir::OutDir {

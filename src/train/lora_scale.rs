@@ -150,9 +150,10 @@ pub(crate) fn prepare(a: &TrainArgs, data: &TrainingData) -> Result<(Sweep, Vec<
     Ok((sweep, train_idx))
 }
 
-/// Give every LoRA update in `model` the scale an adapter saved with `lora_alpha` =
-/// `alpha x factor` loads with, so what the sweep measured is what a reload computes.
-fn set_factor(model: &mut Clip, alpha: f32, factor: f32) {
+/// Give every LoRA update in `model` (trained with `alpha`) the scale an adapter saved
+/// with `lora_alpha` = `alpha x factor` loads with, so what the sweep measured is what a
+/// reload computes.
+pub(crate) fn set_factor(model: &mut Clip, alpha: f32, factor: f32) {
     let scaled = LoraConfig {
         alpha: alpha * factor,
         ..Default::default()
@@ -175,17 +176,21 @@ fn val_top1(model: &Clip, tok: &ClipTokenizer, data: &TrainingData, idx: &[usize
     let img = model.encode_image(&px, 64)?.to_vec()?;
     let t = vec![PROBE_TEMPLATE.to_string()];
     let cls = class_embeddings(model, tok, &data.classes, &t)?.to_vec()?;
-    let p = model.config.projection_dim;
+    let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
+    top1(&img, &cls, model.config.projection_dim, &labels)
+}
+
+/// Top-1 of image embeddings `img` against class embeddings `cls` (both normalised).
+pub(crate) fn top1(img: &[f32], cls: &[f32], p: usize, labels: &[usize]) -> Result<f32> {
     let c = cls.len() / p;
-    let scores: Vec<f32> = img
+    let s: Vec<f32> = img
         .chunks(p)
         .flat_map(|x| {
             cls.chunks(p)
                 .map(move |t| x.iter().zip(t).map(|(a, b)| a * b).sum::<f32>())
         })
         .collect();
-    let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
-    topk_accuracy(&scores, labels.len(), c, &labels, 1)
+    topk_accuracy(&s, labels.len(), c, labels, 1)
 }
 
 /// Try every factor of [`SWEEP`] on the trained `model` (with `base_retention_top1`, the
@@ -288,11 +293,6 @@ pub(crate) fn to_json(factor: f32, tried: &[Tried], why: &str, s: &Sweep, floor:
             "factor": t.factor, "val_top1": t.val_top1, "retention": t.retention
         })).collect::<Vec<_>>(),
     })
-}
-
-/// Apply a fixed factor to every LoRA update of `model` (trained with `alpha`).
-pub(crate) fn apply_fixed(model: &mut Clip, alpha: f32, factor: f32) {
-    set_factor(model, alpha, factor);
 }
 
 /// The base model's retention-set top-1 (before training).

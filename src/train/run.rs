@@ -187,7 +187,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
                 }
             }
             (None, LoraScale::Fixed(f), None) if f != 1.0 => {
-                lora_scale::apply_fixed(&mut model, a.lora.alpha, f);
+                lora_scale::set_factor(&mut model, a.lora.alpha, f);
                 save_lora_scaled(
                     &a,
                     &model,
