@@ -2,7 +2,7 @@
 //! (tools/make_open_clip_goldens.py): token ids of a varied text set (licences, docstrings,
 //! changelogs, CJK, emoji, HTML, mojibake, quotes, ligatures, full-width, control characters),
 //! and image tensors of real photos (RGB, RGBA, LA, grey) at three sizes.
-//! Run with `--nocapture` to see the measured agreement with ftfy per category.
+//! Run with `--nocapture` to see how many texts each category holds.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -53,43 +53,56 @@ fn oc_tok() -> ClipTokenizer {
     ClipTokenizer::embedded().unwrap().with_pipeline(Pipeline::OpenClip)
 }
 
-/// Mojibake cases this port is known not to repair as ftfy does (see src/clip/text_clean.rs):
-/// the cap on how many may differ. Every other category must match ftfy exactly.
-const MOJIBAKE_MISSES_ALLOWED: usize = 5;
-
 #[test]
 fn open_clip_ids_match_open_clip_exactly() {
     let t = oc_tok();
     let cases = text_goldens();
-    assert!(cases.len() >= 200, "only {} texts", cases.len());
-    let mut per_cat: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    let mut mojibake_misses = vec![];
+    assert!(cases.len() >= 450, "only {} texts", cases.len());
+    let mut per_cat: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut differ = vec![];
     for c in &cases {
-        let got = t.encode(&c.text).unwrap();
-        let same = got == c.ids;
-        let e = per_cat.entry(&c.category).or_default();
-        e.0 += same as usize;
-        e.1 += 1;
-        if c.category == "mojibake" {
-            if !same {
-                mojibake_misses.push((c.text.clone(), open_clip_clean(&c.text), c.clean.clone()));
-            }
-            continue;
+        *per_cat.entry(&c.category).or_default() += 1;
+        let fixed = fix_text(&c.text);
+        let clean = open_clip_clean(&c.text);
+        let ids = t.encode(&c.text).unwrap();
+        if fixed != c.ftfy || clean != c.clean || ids != c.ids {
+            differ.push(format!(
+                "{} {:?}\n   ours  {fixed:?}\n   ftfy  {:?}",
+                c.category, c.text, c.ftfy
+            ));
         }
-        assert_eq!(fix_text(&c.text), c.ftfy, "ftfy.fix_text of {:?}", c.text);
-        assert_eq!(open_clip_clean(&c.text), c.clean, "open_clip clean of {:?}", c.text);
-        assert_eq!(got, c.ids, "{} text {:?}", c.category, c.text);
     }
-    for (cat, (ok, n)) in &per_cat {
-        println!("{cat:12} {ok:3}/{n:3} texts with open_clip's exact ids");
+    for (cat, n) in &per_cat {
+        println!("{cat:24} {n:3} texts");
     }
-    for (text, ours, theirs) in &mojibake_misses {
-        println!("mojibake differs: {text:?}\n   ours  {ours:?}\n   ftfy  {theirs:?}");
+    // Every class of mojibake the goldens were made for is there (and repaired: ftfy changed
+    // most of them, so equality below is not equality with the input).
+    for class in [
+        "mojibake/latin-1",
+        "mojibake/windows-1252",
+        "mojibake/windows-1251",
+        "mojibake/macroman",
+        "mojibake/twice",
+        "mojibake/lossy",
+        "mojibake/a0-space",
+        "mojibake/mixed",
+        "mojibake/c1",
+        "mojibake/cesu8",
+        "mojibake/legit",
+    ] {
+        assert!(per_cat.get(class).copied().unwrap_or(0) > 0, "no {class} goldens");
     }
+    let repaired = cases
+        .iter()
+        .filter(|c| c.category.starts_with("mojibake") && c.ftfy != c.text)
+        .count();
+    assert!(repaired >= 250, "only {repaired} mojibake goldens are changed by ftfy");
     assert!(
-        mojibake_misses.len() <= MOJIBAKE_MISSES_ALLOWED,
-        "{} mojibake texts differ from ftfy (allowed {MOJIBAKE_MISSES_ALLOWED})",
-        mojibake_misses.len()
+        differ.is_empty(),
+        "{} of {} texts differ from ftfy/open_clip:\n{}",
+        differ.len(),
+        cases.len(),
+        differ.join("\n")
     );
 }
 

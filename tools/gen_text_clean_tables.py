@@ -4,8 +4,15 @@ Run by a developer (not by CI) with CPython 3.11 and ftfy 6.3:
     python tools/gen_text_clean_tables.py > src/clip/text_clean_tables.rs
 The tables are Python's `html.entities.html5` and `html._invalid_charrefs` /
 `_invalid_codepoints` (for `html.unescape`), and ftfy's `HTML_ENTITIES` upper-case extras,
-`WIDTH_MAP`, `LIGATURES` and its sloppy-windows-1252 codec, so the Rust port uses the same data
-as the Python it follows rather than a hand-copied approximation.
+`WIDTH_MAP`, `LIGATURES`, its single-byte codecs, and the two regular expressions its mojibake
+detection rests on (`badness.BADNESS_RE` and `chardata.UTF8_DETECTOR_RE`), so the Rust port uses
+the same data as the Python it follows rather than a hand-copied approximation.
+
+The regexes are rewritten from Python's verbose syntax into a plain pattern (whitespace and
+comments outside character classes dropped) and checked here, against the original, on a
+random corpus of the characters they are made of; then the two escapes whose Unicode meaning
+differs between Python's `re` and Rust's `regex` are spelled out: Python's `\s` is `str.isspace`
+(Rust's `\s` lacks U+001C..U+001F) and Python's `\w` is `str.isalnum` or `_`.
 """
 import html
 import html.entities
@@ -13,7 +20,9 @@ import sys
 
 import ftfy
 import ftfy.bad_codecs  # noqa: F401  registers sloppy-windows-1252
-from ftfy import chardata
+from ftfy import badness, chardata
+import random
+import re
 
 
 def lit(s):
@@ -73,3 +82,69 @@ for enc in chardata.CHARMAP_ENCODINGS:
         w("            " + " ".join("'\\u{%x}'," % ord(c) for c in chars[i:i + 8]) + "\n")
     w("        ],\n    ),\n")
 w("];\n")
+
+
+def plain_pattern(verbose):
+    """Python verbose regex -> the same regex without the verbose flag."""
+    out, in_class, i = [], False, 0
+    while i < len(verbose):
+        c = verbose[i]
+        if c == "\\":
+            out.append(verbose[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]" and out[-1] != "[" and out[-1] != "[^":
+                in_class = False
+            out.append(c)
+        elif c == "[":
+            in_class = True
+            if verbose[i + 1] == "^":
+                out.append("[^")
+                i += 2
+                continue
+            out.append(c)
+        elif c == "#":
+            while i < len(verbose) and verbose[i] != "\n":
+                i += 1
+            continue
+        elif not c.isspace():
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def check_same(orig, plain, alphabet, n=20000):
+    rnd = random.Random(7)
+    for _ in range(n):
+        t = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 8)))
+        a = [(m.start(), m.end()) for m in orig.finditer(t)]
+        b = [(m.start(), m.end()) for m in plain.finditer(t)]
+        assert a == b, (t, a, b)
+
+
+def rust_pattern(plain):
+    # Python-only meanings spelled out for Rust's `regex` (see the module docs).
+    return plain.replace("\\s", "[\\s\\x1C-\\x1F]").replace("\\w", "[\\p{L}\\p{N}_]")
+
+
+bad_plain = plain_pattern(badness.BADNESS_RE.pattern)
+bad_alphabet = sorted(set(c for c in badness.BADNESS_RE.pattern if not c.isspace()) | set("aZ \t\x1c"))
+check_same(badness.BADNESS_RE, re.compile(bad_plain), bad_alphabet + list(bytes(range(0x80, 0x100)).decode("latin-1")))
+# The lookbehind `(?<![utf8_continuation_strict])` is not in Rust's `regex`: the Rust code
+# checks the character before each match itself, with UTF8_CONTINUATION_STRICT.
+det = chardata.UTF8_DETECTOR_RE.pattern
+det_body = det[det.index(")") + 1:]
+det_plain = plain_pattern(det_body)
+assert det_plain.startswith("(") and det_plain.endswith(")+"), det_plain
+det_plain = "(?:" + det_plain[1:]
+strict = "[" + chardata.UTF8_CLUES["utf8_continuation_strict"] + "]"
+check_same(chardata.UTF8_DETECTOR_RE,
+           re.compile("(?<!" + strict + ")" + det_plain),
+           sorted(set("".join(chardata.UTF8_CLUES.values())) - {"-"}) + list("ab ") + list(bytes(range(0x80, 0xc0)).decode("latin-1")))
+w("\n/// ftfy's `badness.BADNESS_RE` (what `is_bad` searches for), as a Rust `regex` pattern.\n")
+w("pub static BADNESS_RE: &str = %s;\n" % lit(rust_pattern(bad_plain)))
+w("\n/// ftfy's `chardata.UTF8_DETECTOR_RE` without its leading lookbehind.\n")
+w("pub static UTF8_DETECTOR_RE: &str = %s;\n" % lit(rust_pattern(det_plain)))
+w("\n/// The class of that lookbehind: a match must not follow one of these characters.\n")
+w("pub static UTF8_CONTINUATION_STRICT: &str = %s;\n" % lit(strict))

@@ -3,7 +3,7 @@
 and tests/preprocess_open_clip.rs).
 
 Run by a developer (not by CI): pip install open_clip_torch==3.3.0 --no-deps, ftfy==6.3.1, regex,
-pillow, numpy, safetensors; then  python tools/make_open_clip_goldens.py
+pillow, numpy, safetensors; then  python tools/make_open_clip_goldens.py [--text-only]
 
 torch could not be installed where these goldens were made (download.pytorch.org is not
 reachable, and PyPI's torch pulls gigabytes of CUDA wheels), so:
@@ -120,6 +120,74 @@ def mojibake():
     return out
 
 
+MORE_SENTENCES = [
+    "Việt Nam có nhiều món ăn ngon như phở và bánh mì.",
+    "Çok güzel bir gün, ağaçların altında oturduk.",
+    "Příliš žluťoučký kůň úpěl ďábelské ódy.",
+    "Þjóðin á Íslandi drekkur kaffi á morgnana.",
+    "مرحبا بالعالم، كيف حالك؟",
+    "שלום עולם, מה שלומך?",
+    "日本語のテキストと絵文字 🎉 です",
+    "Zażółć gęślą jaźń",
+    "Ελληνικά: Καλημέρα σας!",
+    "Ukraïna: Київ, Львів, Одеса",
+    "Dansk: æble, øl og Ålborg",
+    "Temperature 25°C ± 0.5° — 50% off… “quoted” ‘text’ • bullet © 2024 ™",
+    "résumé naïve façade Ångström",
+    "emoji 😀👍🏽 and math ∑ ≤ ∞",
+]
+
+
+def mojibake_classes():
+    """Each class of mojibake ftfy repairs (and text it must leave alone), made the way it
+    happens: UTF-8 bytes of real sentences decoded with each of ftfy's single-byte encodings,
+    twice, lossily (undefined bytes -> U+FFFD), with A0 bytes turned into spaces, inside
+    correct text; C1 controls; CESU-8 and Java's C0 80; legitimate text that looks odd."""
+    import ftfy.bad_codecs  # noqa: F401  registers the sloppy-* codecs
+    sentences = SENTENCES + MORE_SENTENCES
+    out = []
+    encs = ["latin-1", "sloppy-windows-1252", "sloppy-windows-1251", "sloppy-windows-1250",
+            "sloppy-windows-1253", "sloppy-windows-1254", "sloppy-windows-1257", "iso-8859-2",
+            "macroman", "cp437"]
+    for s in sentences:
+        b = s.encode("utf-8")
+        for e in encs:
+            try:
+                out.append(("mojibake/" + e.replace("sloppy-", ""), b.decode(e)))
+            except UnicodeDecodeError:
+                pass
+        # twice: UTF-8 read as windows-1252, written as UTF-8 and read as windows-1252 again
+        out.append(("mojibake/twice", b.decode("sloppy-windows-1252").encode("utf-8").decode("sloppy-windows-1252")))
+        out.append(("mojibake/twice", b.decode("latin-1").encode("utf-8").decode("sloppy-windows-1252")))
+        # lossy: the strict codec turned undefined bytes into U+FFFD
+        out.append(("mojibake/lossy", b.decode("windows-1252", errors="replace")))
+        # A0 bytes that became spaces
+        out.append(("mojibake/a0-space", b.decode("sloppy-windows-1252").replace("\xa0", " ")))
+        # mojibake inside correct text
+        out.append(("mojibake/mixed", s + " / " + b.decode("sloppy-windows-1252")))
+    # CESU-8: a supplementary character as two UTF-8-encoded surrogates (and Java's C0 80 NUL).
+    cp = ord("\N{GRINNING FACE}") - 0x10000
+    cesu_bytes = (chr(0xD800 + (cp >> 10)) + chr(0xDC00 + (cp & 0x3FF))).encode("utf-8", "surrogatepass")
+    out += [
+        ("mojibake/c1", "\x93quoted\x94 text \x96 dash \x85"),
+        ("mojibake/c1", "caf\xe9 \x80 5 and \x81 undefined"),
+        ("mojibake/c1", "\x91single\x92 \x99 \x9c"),
+        ("mojibake/c1", "plain \x8d \x8f \x90 \x9d controls"),
+        ("mojibake/cesu8", "smile " + cesu_bytes.decode("sloppy-windows-1252") + " done"),
+        ("mojibake/cesu8", "smile " + cesu_bytes.decode("latin-1") + " caf" + "é".encode().decode("latin-1")),
+        ("mojibake/cesu8", "nul" + b"\xc0\x80".decode("latin-1") + "x Ã©"),
+        ("mojibake/legit", "Ã la carte"),
+        ("mojibake/legit", "(╯°□°)╯︵ ┻━┻"),
+        ("mojibake/legit", "¯\\_(ツ)_/¯"),
+        ("mojibake/legit", "ÀÉÎÕÜ and ÇÑ in capitals"),
+        ("mojibake/legit", "Γειά σου Κόσμε"),
+        ("mojibake/legit", "Всё в порядке, Ð is eth"),
+        ("mojibake/legit", "5 × 3² = 45, ½ ¼ ¾ µm"),
+        ("mojibake/legit", "§ 3 ¶ 2 — © ® ™"),
+    ]
+    return out
+
+
 CRAFTED = {
     "cjk": ["猫の写真", "一只猫在桌子上", "고양이 사진", "東京タワーの夜景、とても綺麗！", "我爱北京天安门。",
             "ﾊﾝｶｸｶﾀｶﾅ と 半角カナ", "中文，全角标点：“引号”（括号）"],
@@ -155,6 +223,21 @@ def corpus():
                        ("mojibake", mojibake())] + list(CRAFTED.items()):
         for t in texts:
             cases.append((cat, t))
+    cases += mojibake_classes()
+    # Licences and changelogs come from the machine's installed packages: once committed, the
+    # fixture's texts are kept as they are and in their order, and new texts are appended, so
+    # a rerun elsewhere only adds cases and never churns the existing ones.
+    path = os.path.join(ROOT, "tests/fixtures/tokenizer/open_clip_goldens.json")
+    kept = []
+    if os.path.exists(path):
+        kept = [(c["category"], c["text"]) for c in json.load(open(path, encoding="utf-8"))["cases"]]
+        cases = [c for c in cases if c[0] not in ("licence", "changelog")]
+    seen, added = {t for _, t in kept}, []
+    for cat, t in cases:
+        if t not in seen:
+            seen.add(t)
+            added.append((cat, t))
+    cases = kept + added
     old = json.load(open(os.path.join(ROOT, "tests/fixtures/tokenizer/goldens.json")))
     seen = {t for _, t in cases}
     for c in old["cases"]:
@@ -261,4 +344,5 @@ def image_goldens():
 
 if __name__ == "__main__":
     text_goldens()
-    image_goldens()
+    if "--text-only" not in sys.argv:
+        image_goldens()

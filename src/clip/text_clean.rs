@@ -8,22 +8,19 @@
 //! windows-1252; Latin ligatures; full-/half-width forms; curly quotes; line breaks; terminal
 //! escapes; control characters; NFC; all repeated until nothing changes.
 //!
-//! Mojibake (`fix_encoding`) is the part that is not ported in full: ftfy decides whether a
-//! text is mojibake with a large "badness" heuristic. Here a segment is re-decoded through
-//! ftfy's ten single-byte encodings, in ftfy's order, with its `restore_byte_a0` and
-//! `replace_lossy_sequences` repairs, when it holds a simpler clue (a character the encoding
-//! makes of a UTF-8 lead byte followed by one of a continuation byte: `Ã©`, `â€™`, `Ð¿`) and
-//! the whole segment transcodes to valid UTF-8; else runs of windows-1252 mojibake inside
-//! correct text are repaired one by one (ftfy's `decode_inconsistent_utf8`). Where ftfy's
-//! heuristic and this clue disagree the results differ; ftfy's `utf-8-variants` (CESU-8)
-//! decoding is not ported. tests/open_clip_pipeline.rs measures the agreement with real ftfy
-//! on the committed corpus (tests/fixtures/tokenizer/open_clip_goldens.json).
-use std::collections::HashMap;
-use std::sync::OnceLock;
-
+//! Mojibake (`fix_encoding`, in `text_clean/mojibake.rs`) follows ftfy's own decision rule,
+//! `is_bad` on its `BADNESS_RE`, generated from ftfy, with its ten single-byte encodings in
+//! its order, `restore_byte_a0`, `replace_lossy_sequences`, the `utf-8-variants` (CESU-8)
+//! codec and `decode_inconsistent_utf8`. Python's surrogate fixes have nothing to do here (a
+//! Rust string cannot hold a lone surrogate). tests/open_clip_pipeline.rs compares every
+//! text of the committed corpus with real ftfy (tests/fixtures/tokenizer/open_clip_goldens.json).
 use tokenizers::normalizer::NormalizedString;
 
 use super::text_clean_tables as t;
+
+mod mojibake;
+
+use mojibake::{fix_c1_controls, fix_encoding};
 
 /// open_clip's default text cleaning (`clean="lower"`): ftfy, HTML unescape twice, collapse
 /// whitespace, Python's `str.lower`.
@@ -42,16 +39,31 @@ pub fn py_isspace(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// ftfy's `fix_text` with its defaults (see the module docs for the mojibake subset).
+/// ftfy's `max_decode_length`: a line longer than this many characters is fixed in pieces.
+const MAX_DECODE_LENGTH: usize = 1_000_000;
+
+/// ftfy's `fix_text` with its defaults.
 pub fn fix_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut unescape = true;
-    for segment in text.split_inclusive('\n') {
+    for segment in text.split_inclusive('\n').flat_map(pieces) {
         if segment.contains('<') {
             unescape = false;
         }
         out.push_str(&fix_segment(segment, unescape));
     }
+    out
+}
+
+/// A line cut every `MAX_DECODE_LENGTH` characters, as ftfy's `fix_text` cuts it.
+fn pieces(line: &str) -> Vec<&str> {
+    let mut out = vec![];
+    let mut rest = line;
+    while let Some((cut, _)) = rest.char_indices().nth(MAX_DECODE_LENGTH) {
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out.push(rest);
     out
 }
 
@@ -234,18 +246,6 @@ fn charref(s: &str) -> Option<(String, usize)> {
     Some((format!("&{name}"), used))
 }
 
-fn fix_c1_controls(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if ('\u{80}'..='\u{9f}').contains(&c) {
-                t::CHARMAPS[1].1[c as usize]
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 fn uncurl_quotes(text: &str) -> String {
     text.chars()
         .map(|c| match c {
@@ -292,180 +292,6 @@ fn remove_terminal_escapes(text: &str) -> String {
 fn is_control_to_remove(c: char) -> bool {
     matches!(c as u32,
         0x00..=0x08 | 0x0B | 0x0E..=0x1F | 0x7F | 0x206A..=0x206F | 0xFEFF | 0xFFF9..=0xFFFC)
-}
-
-/// ftfy's single-byte encodings in its order, each as a char -> byte map of the characters
-/// its `possible_encoding` accepts (ASCII except 1A, plus what bytes 80..FF and 1A decode to).
-fn charmap_encoders() -> &'static [(&'static str, HashMap<char, u8>)] {
-    static ENC: OnceLock<Vec<(&'static str, HashMap<char, u8>)>> = OnceLock::new();
-    ENC.get_or_init(|| {
-        t::CHARMAPS
-            .iter()
-            .map(|(name, table)| {
-                let mut m: HashMap<char, u8> = (0u8..0x80).filter(|&b| b != 0x1A).map(|b| (b as char, b)).collect();
-                for b in (0x80..=0xFFu8).chain([0x1A]) {
-                    m.entry(table[b as usize]).or_insert(b);
-                }
-                (*name, m)
-            })
-            .collect()
-    })
-}
-
-/// Whether `chars` hold a clue that they are UTF-8 decoded as `table`: a character that
-/// `table` makes of a UTF-8 lead byte (C2..F4) followed by one it makes of a continuation byte
-/// (80..BF) or a space (an A0 byte turned into a space). For windows-1251 only `Р`/`С`
-/// (D0/D1, the leads of Cyrillic letters) count: Latin text read as windows-1251 (`Г©`) is
-/// what ftfy's badness heuristic does not repair either.
-fn has_clue(chars: &[char], name: &str, table: &[char; 256]) -> bool {
-    let lead = |c: char| {
-        if name == "sloppy-windows-1251" {
-            matches!(c, 'Р' | 'С')
-        } else {
-            (c as u32) >= 0x80 && table[0xC2..=0xF4].contains(&c)
-        }
-    };
-    let cont = |c: char| c == ' ' || ((c as u32) >= 0x80 && table[0x80..=0xBF].contains(&c));
-    chars.windows(2).any(|w| lead(w[0]) && cont(w[1]))
-}
-
-/// The subset of ftfy's `fix_encoding` described in the module docs, repeated until stable.
-fn fix_encoding(text: &str) -> String {
-    let mut text = text.to_string();
-    loop {
-        let fixed = fix_encoding_step(&text);
-        if fixed == text {
-            return text;
-        }
-        text = fixed;
-    }
-}
-
-fn fix_encoding_step(text: &str) -> String {
-    if text.is_ascii() {
-        return text.to_string();
-    }
-    let chars: Vec<char> = text.chars().collect();
-    let mut latin1 = false;
-    for ((name, enc), (_, table)) in charmap_encoders().iter().zip(t::CHARMAPS) {
-        let Some(mut bytes) = chars.iter().map(|c| enc.get(c).copied()).collect::<Option<Vec<u8>>>() else {
-            continue;
-        };
-        latin1 |= *name == "latin-1";
-        if !has_clue(&chars, name, table) {
-            continue;
-        }
-        if *name != "macroman" && altered_utf8().is_match(&bytes) {
-            bytes = restore_byte_a0(&bytes);
-        }
-        if name.starts_with("sloppy") {
-            bytes = lossy_utf8().replace_all(&bytes, "\u{fffd}".as_bytes()).into_owned();
-        }
-        if let Ok(fixed) = String::from_utf8(bytes) {
-            return fixed;
-        }
-    }
-    if let Some(fixed) = decode_inconsistent_utf8(&chars) {
-        return fixed;
-    }
-    // Latin-1 text with C1 controls was probably meant as windows-1252 (strict: the five
-    // bytes windows-1252 leaves undefined make this step give up, as Python's codec does).
-    if latin1 {
-        let strict: Option<String> = chars
-            .iter()
-            .map(|&c| match c as u32 {
-                0x81 | 0x8D | 0x8F | 0x90 | 0x9D => None,
-                0x80..=0x9F => Some(t::CHARMAPS[1].1[c as usize]),
-                _ => Some(c),
-            })
-            .collect();
-        if let Some(fixed) = strict {
-            return fixed;
-        }
-    }
-    text.to_string()
-}
-
-/// Like ftfy's `decode_inconsistent_utf8`: when the whole text does not transcode (correct
-/// text mixed with mojibake), each sequence of a UTF-8 lead character and its continuation
-/// characters (in sloppy windows-1252) that decodes as UTF-8 is replaced by what it decodes to.
-fn decode_inconsistent_utf8(chars: &[char]) -> Option<String> {
-    let (_, enc) = &charmap_encoders()[1];
-    let byte = |c: char| if (c as u32) < 0x80 { None } else { enc.get(&c).copied() };
-    let mut out = String::new();
-    let mut changed = false;
-    let mut i = 0;
-    while i < chars.len() {
-        let need = match byte(chars[i]) {
-            Some(0xC2..=0xDF) => 1,
-            Some(0xE0..=0xEF) => 2,
-            Some(0xF0..=0xF4) => 3,
-            _ => 0,
-        };
-        if need > 0 && i + need < chars.len() {
-            let seq: Option<Vec<u8>> = chars[i..=i + need].iter().map(|&c| byte(c)).collect();
-            if let Some(s) = seq.and_then(|b| String::from_utf8(b).ok()) {
-                out.push_str(&s);
-                changed = true;
-                i += need + 1;
-                continue;
-            }
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    changed.then_some(out)
-}
-
-/// ftfy's `ALTERED_UTF8_RE`: UTF-8 sequences whose A0 byte became a space.
-fn altered_utf8() -> &'static regex::bytes::Regex {
-    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        regex::bytes::Regex::new(
-            r"(?-u)[\xc2\xc3\xc5\xce\xd0\xd9][ ]|[\xe2\xe3][ ][\x80-\x84\x86-\x9f\xa1-\xbf]|[\xe0-\xe3][\x80-\x84\x86-\x9f\xa1-\xbf][ ]|[\xf0][ ][\x80-\xbf][\x80-\xbf]|[\xf0][\x80-\xbf][ ][\x80-\xbf]|[\xf0][\x80-\xbf][\x80-\xbf][ ]",
-        )
-        .expect("ALTERED_UTF8_RE compiles")
-    })
-}
-
-/// ftfy's `LOSSY_UTF8_RE`: UTF-8 sequences with a byte lost to 1A (or `?`).
-fn lossy_utf8() -> &'static regex::bytes::Regex {
-    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        regex::bytes::Regex::new(
-            r"(?-u)[\xc2-\xdf][\x1a]|[\xc2-\xc3][?]|\xed[\xa0-\xaf][\x1a?]\xed[\xb0-\xbf][\x1a?\x80-\xbf]|\xed[\xa0-\xaf][\x1a?\x80-\xbf]\xed[\xb0-\xbf][\x1a?]|[\xe0-\xef][\x1a?][\x1a\x80-\xbf]|[\xe0-\xef][\x1a\x80-\xbf][\x1a?]|[\xf0-\xf4][\x1a?][\x1a\x80-\xbf][\x1a\x80-\xbf]|[\xf0-\xf4][\x1a\x80-\xbf][\x1a?][\x1a\x80-\xbf]|[\xf0-\xf4][\x1a\x80-\xbf][\x1a\x80-\xbf][\x1a?]|\x1a",
-        )
-        .expect("LOSSY_UTF8_RE compiles")
-    })
-}
-
-/// ftfy's `restore_byte_a0`: `C3 20` -> `C3 A0 20` unless a Portuguese `à` word follows
-/// (`A_GRAVE_WORD_RE`), then spaces inside `ALTERED_UTF8_RE` matches -> A0.
-fn restore_byte_a0(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + 4);
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == 0xC3 && b.get(i + 1) == Some(&b' ') {
-            let rest = &b[i + 2..];
-            let keep = [&b" "[..], b"quele", b"quela", b"quilo", b"s "]
-                .iter()
-                .any(|p| rest.starts_with(p));
-            if !keep {
-                out.extend_from_slice(&[0xC3, 0xA0, b' ']);
-                i += 2;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    altered_utf8()
-        .replace_all(&out, |m: &regex::bytes::Captures| {
-            m[0].iter()
-                .map(|&x| if x == b' ' { 0xA0 } else { x })
-                .collect::<Vec<u8>>()
-        })
-        .into_owned()
 }
 
 #[cfg(test)]
