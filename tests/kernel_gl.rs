@@ -2,16 +2,16 @@
 //! adapter in this binary by its crate name), so each WGSL kernel is checked against the
 //! CPU oracle on a second real backend with GL's own limits and shader translation.
 //!
-//! Every tests/kernel_*.rs is included (a test below checks that a new one is not
-//! forgotten) but kernel_attention.rs (see [`NOT_ON_GL`]): its pipelines compile in 3-6 s
-//! each on llvmpipe-GL (docs/PERFORMANCE.md, GL section), and wgpu-hal's GL backend
-//! panics when another thread waits more than 6 s for the GL context
-//! (CONTEXT_LOCK_TIMEOUT_SECS in wgpu-hal's egl.rs), which the parallel test threads
-//! of this binary do on a loaded 2-core CI machine. `cliptune check --backend gl`
-//! (tests/cli_devices.rs) runs the attention kernels on GL, single-threaded.
+//! Every tests/kernel_*.rs is included; a test below checks that a new one is not
+//! forgotten. The test threads of this binary share one GL device, as a multi-threaded
+//! user would: the backend serialises their wgpu calls (src/backend/wgpu/context_lock.rs),
+//! since wgpu-hal's GL backend panics when a thread waits more than 6 s for the GL
+//! context while another compiles an attention pipeline (tests/gpu_gl_threads.rs).
 mod common;
 #[path = "gpu_dispatch.rs"]
 mod gpu_dispatch;
+#[path = "kernel_attention.rs"]
+mod kernel_attention;
 #[path = "kernel_elementwise.rs"]
 mod kernel_elementwise;
 #[path = "kernel_loss.rs"]
@@ -25,14 +25,7 @@ mod kernel_norms;
 #[path = "kernel_optim.rs"]
 mod kernel_optim;
 
-/// Kernel test files that do not run in this binary, and why (see the top of this file).
-const NOT_ON_GL: &[(&str, &str)] = &[(
-    "kernel_attention.rs",
-    "a > 6 s GL pipeline compile in one test thread panics wgpu-hal's context lock in another",
-)];
-
-/// A new tests/kernel_*.rs must be listed above (or in NOT_ON_GL, with the reason), or
-/// it would run on Vulkan only.
+/// A new tests/kernel_*.rs must be listed above, or it would run on Vulkan only.
 #[test]
 fn every_kernel_test_file_runs_on_gl() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
@@ -40,11 +33,9 @@ fn every_kernel_test_file_runs_on_gl() {
     let mut missing = vec![];
     for e in std::fs::read_dir(&dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        if name.starts_with("kernel_") && name.ends_with(".rs") && name != "kernel_gl.rs" {
-            let excluded = NOT_ON_GL.iter().any(|(f, _)| *f == name);
-            if !me.contains(&format!("#[path = \"{name}\"]")) && !excluded {
-                missing.push(name);
-            }
+        let test_file = name.starts_with("kernel_") && name.ends_with(".rs") && name != "kernel_gl.rs";
+        if test_file && !me.contains(&format!("#[path = \"{name}\"]")) {
+            missing.push(name);
         }
     }
     assert!(missing.is_empty(), "tests/kernel_gl.rs does not include {missing:?}");

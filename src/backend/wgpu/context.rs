@@ -10,11 +10,15 @@
 //! safe because queue order is execution order. Uploads therefore never use
 //! `queue.write_buffer` on pooled buffers (it would jump ahead of queued work); they
 //! make a fresh buffer initialised at creation.
+//!
+//! On GL every entry point that reaches wgpu first holds `context` (context_lock.rs):
+//! wgpu-hal's GL backend panics when a thread waits more than 6 s for its context.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::adapters::{all_adapters, compiled_apis, compute_shaders, is_software};
+use super::context_lock::ContextLock;
 use super::dispatch::{Kernel, KernelKey, Pending, MAX_PENDING, PARAMS_SLOT};
 use super::requirements;
 use crate::backend::GpuApi;
@@ -39,6 +43,8 @@ pub struct GpuBackend {
     pub(super) pending: Mutex<Pending>,
     pub stats: Mutex<GpuStats>,
     pub(super) me: std::sync::Weak<GpuBackend>,
+    /// Serialises wgpu calls on GL (context_lock.rs); a no-op elsewhere.
+    pub(super) context: Arc<ContextLock>,
     pub(super) errors: Arc<Mutex<Option<String>>>,
     /// Stats at the last readback, for `CLIPTUNE_GPU_STATS=1`'s per-readback deltas.
     pub(super) reported: Mutex<Option<GpuStats>>,
@@ -57,6 +63,10 @@ pub struct GpuStats {
     pub bind_groups: u64,
     /// Host time spent recording dispatches (lookups, binding, encoding), in ns.
     pub dispatch_host_ns: u64,
+    /// GL only (context_lock.rs): total time threads waited for the device's context
+    /// lock, and the longest time one call held it, in ns.
+    pub context_wait_ns: u64,
+    pub context_max_hold_ns: u64,
 }
 
 impl GpuStats {
@@ -220,8 +230,10 @@ impl GpuBackend {
         let legacy = std::env::var("CLIPTUNE_GPU_DISPATCH").as_deref() == Ok("legacy");
         // CLIPTUNE_GPU_CHECKED=1 keeps naga's bounds checks (debugging a kernel).
         let trusted = !legacy && std::env::var("CLIPTUNE_GPU_CHECKED").map_or(true, |v| v != "1");
+        let context = Arc::new(ContextLock::new(info.backend == wgpu::Backend::Gl));
         Ok(Arc::new_cyclic(|me| GpuBackend {
             me: me.clone(),
+            context,
             errors,
             device,
             queue,
@@ -287,6 +299,7 @@ impl GpuBackend {
     /// An uninitialised (pooled) device buffer of at least `bytes`.
     pub fn alloc(&self, op: &str, bytes: u64) -> Result<GpuStorage> {
         self.check_binding(op, bytes)?;
+        let _context = self.context.hold();
         let class = size_class(bytes);
         let reused = self.pool.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
         let buf = match reused {
@@ -324,6 +337,7 @@ impl GpuBackend {
     /// upload a batch each step therefore do not grow device memory.
     pub fn upload(&self, op: &str, bytes: &[u8]) -> Result<GpuStorage> {
         self.check_binding(op, bytes.len() as u64)?;
+        let _context = self.context.hold();
         let class = size_class(bytes.len() as u64);
         let copy_len = (bytes.len() as u64).div_ceil(4) * 4;
         let mut padded;
@@ -391,12 +405,14 @@ impl GpuBackend {
 
     /// Submit everything recorded so far.
     pub fn flush(&self) {
+        let _context = self.context.hold();
         let mut pending = self.pending.lock().unwrap();
         self.submit_locked(&mut pending);
     }
 
     /// Submit and wait until the GPU is idle.
     pub fn wait(&self) -> Result<()> {
+        let _context = self.context.hold();
         self.flush();
         self.device
             .poll(wgpu::PollType::Wait {
@@ -435,6 +451,8 @@ impl GpuBackend {
     }
 
     pub fn stats(&self) -> GpuStats {
-        self.stats.lock().unwrap().clone()
+        let mut s = self.stats.lock().unwrap().clone();
+        (s.context_wait_ns, s.context_max_hold_ns) = self.context.times();
+        s
     }
 }

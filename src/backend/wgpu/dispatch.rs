@@ -201,6 +201,9 @@ impl GpuBackend {
                 bytes.len()
             )));
         }
+        // Held across the pipeline lookup, so a second thread asking for a pipeline that
+        // is being compiled finds it built instead of compiling it again.
+        let _context = self.context.hold();
         let (key, kernel) = self.kernel(src, entry, constants, inputs.len(), outputs.len())?;
         if self.legacy {
             return self.dispatch_legacy(t0, entry, &kernel, bytes, inputs, outputs, groups);

@@ -5,6 +5,7 @@
 mod adapters;
 mod attention;
 mod context;
+mod context_lock;
 mod contrastive_loss;
 mod dispatch;
 mod elementwise;

@@ -5,7 +5,10 @@
 //! looks at the loss: the host never waits for an idle GPU inside a step.
 use std::sync::mpsc::{channel, Receiver};
 
+use std::sync::Arc;
+
 use super::context::{GpuBackend, GpuStorage};
+use super::context_lock::ContextLock;
 use crate::error::{Error, Result};
 
 /// A submitted copy into a mappable buffer, not yet waited for.
@@ -14,11 +17,24 @@ pub struct PendingRead {
     nbytes: usize,
     submission: Option<wgpu::SubmissionIndex>,
     mapped: Option<Receiver<std::result::Result<(), wgpu::BufferAsyncError>>>,
+    /// Destroying `staging` takes the GL context: a read dropped unfinished (an error
+    /// path) must hold the device's lock like every other wgpu call.
+    context: Arc<ContextLock>,
+}
+
+impl Drop for PendingRead {
+    fn drop(&mut self) {
+        if self.staging.is_some() {
+            let _context = self.context.hold();
+            self.staging = None;
+        }
+    }
 }
 
 impl GpuBackend {
     /// Copy the first `nbytes` of a buffer back to the host (submits pending work).
     pub fn read_bytes(&self, src: &GpuStorage, nbytes: usize) -> Result<Vec<u8>> {
+        let _context = self.context.hold();
         let pending = self.start_read(src, nbytes)?;
         self.finish_read(pending)
     }
@@ -33,8 +49,10 @@ impl GpuBackend {
                 nbytes,
                 submission: None,
                 mapped: None,
+                context: self.context.clone(),
             });
         }
+        let _context = self.context.hold();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
@@ -57,12 +75,15 @@ impl GpuBackend {
             nbytes,
             submission,
             mapped: Some(rx),
+            context: self.context.clone(),
         })
     }
 
     /// Wait for a read started by [`Self::start_read`] (only its own submission, not
     /// work recorded after it) and return the bytes.
     pub fn finish_read(&self, mut read: PendingRead) -> Result<Vec<u8>> {
+        // Before `staging` below, so it is destroyed (at return) while still held.
+        let _context = self.context.hold();
         let (Some(staging), Some(rx)) = (read.staging.take(), read.mapped.take()) else {
             return Ok(Vec::new());
         };
