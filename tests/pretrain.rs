@@ -142,10 +142,18 @@ fn tiny_pretrain_learns_and_writes_a_loadable_model() {
         "templates.txt",
         "pretrain_log.jsonl",
         "loss_curve.png",
+        "loss_curve.svg",
         "metrics.json",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // The SVG is a file of its own: an XML declaration, a title, real text in the font the
+    // PNG was drawn with.
+    let svg = std::fs::read_to_string(out.join("loss_curve.svg")).unwrap();
+    assert!(svg.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg"), "{}", &svg[..80.min(svg.len())]);
+    assert!(svg.contains("<title>cliptune pretrain: training loss</title>"));
+    assert!(svg.contains("font-family=\"DejaVu Sans, Bitstream Vera Sans, sans-serif\""), "SVG text does not name DejaVu Sans");
+    assert!(svg.contains(">step<") || svg.contains("step</text>"), "no axis label as text");
     // Loads like any HF model directory (f16 weights, the pruned tokenizer), and tells
     // the shapes apart: a red circle is closer to its caption than to a blue square's.
     let model = Clip::load(&out, &Device::Cpu, WeightStorage::AsStored).unwrap();

@@ -7,7 +7,8 @@
 //! `config.json`, `model.safetensors` (f16), a pruned `tokenizer.json` (only the CLIP BPE
 //! tokens the corpus and `--vocab-texts` use: a ~6k-row embedding table instead of 49,408),
 //! `preprocessor_config.json`, `templates.txt` (the zero-shot prompts matching the captions),
-//! plus `pretrain_log.jsonl`, `loss_curve.png`, `metrics.json` and `trainer_state.safetensors`
+//! plus `pretrain_log.jsonl`, `loss_curve.png` and `loss_curve.svg` (the same chart, its text
+//! real text), `metrics.json` and `trainer_state.safetensors`
 //! (f32 weights + AdamW moments: `--resume` continues bit for bit on the CPU backend).
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -167,13 +168,14 @@ fn heldout_metrics(
 
 /// What a fresh pretrain run clears from a previous one's directory first (the rest is
 /// rewritten before the first step).
-const OWNED: [&str; 6] = [
+const OWNED: [&str; 7] = [
     MARKER,
     "trainer_state.safetensors",
     "pretrain_log.jsonl",
     "model.safetensors",
     "metrics.json",
     "loss_curve.png",
+    "loss_curve.svg",
 ];
 
 pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
@@ -401,11 +403,15 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
         heldout = save(&model, &opt, step, &mut prog).map_err(|e| notes.non_finite(e, step))?;
     }
     drop(prog);
-    // The loss curve (and held-out top-1) as a picture next to the model.
+    // The loss curve (and held-out top-1) next to the model: a PNG, and the same chart as an
+    // SVG whose titles and labels are real text (no HTML page: pretrain's other outputs are
+    // files for programs, and `cliptune report` makes pages).
     if let Ok(log) = crate::report::read_log(&log_path) {
         let png = a.out.join("loss_curve.png");
         let pic = crate::report::chart::render(&crate::report::curves_chart(&[log]), &png.display().to_string())?;
         write_atomic(&png, &pic.png)?;
+        let svg = crate::report::chart::standalone_svg(&pic.svg, "cliptune pretrain: training loss");
+        write_atomic(&a.out.join("loss_curve.svg"), svg.as_bytes())?;
     }
     let seconds = t0.elapsed().as_secs_f32();
     let metrics = serde_json::json!({

@@ -1,14 +1,17 @@
 //! The charts' one font, DejaVu Sans (Bitstream Vera licence, assets/fonts/), compiled into
-//! the binary and registered with plotters' ab_glyph text support under the generic
-//! "sans-serif" family. PNG text is rasterised from it; the SVGs name "sans-serif", so a
-//! browser uses its own sans-serif face with near-identical metrics. Nothing depends on the
-//! fonts installed on the machine (CI runners and servers often have none).
+//! the binary and registered with plotters' ab_glyph text support. PNG text is rasterised
+//! from it, so nothing depends on the fonts installed on the machine (CI runners and servers
+//! often have none). SVG text names the same face first, then Bitstream Vera Sans (the face
+//! DejaVu Sans extends, with the same Latin metrics), then the generic sans-serif: a viewer
+//! with DejaVu Sans (most Linux desktops, or the report page, which embeds it) shows exactly
+//! the PNG's letters.
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
-/// The family every chart's text uses (plotters' `FontFamily::SansSerif` spelled out).
-pub const FAMILY: &str = "sans-serif";
+/// The family every chart's text uses: the name the font is registered under with plotters,
+/// and the CSS `font-family` list its SVG text carries.
+pub const FAMILY: &str = "DejaVu Sans, Bitstream Vera Sans, sans-serif";
 
 static DEJAVU_SANS: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 

@@ -13,6 +13,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
+use crate::report::html;
 
 pub mod bars;
 pub mod font;
@@ -162,6 +163,18 @@ pub fn inline_svg(svg: &str, alt_escaped: &str) -> String {
         Some(rest) => format!("<svg role=\"img\" aria-label=\"{alt_escaped}\"{rest}"),
         None => body.to_string(),
     }
+}
+
+/// An SVG from [`render`] as a file of its own (`loss_curve.svg` beside its PNG): an XML
+/// declaration, and `title` (plain text) as the `<title>` viewers show and screen readers read.
+pub fn standalone_svg(svg: &str, title: &str) -> String {
+    let body = svg.trim_start();
+    let title = format!("<title>{}</title>\n", html::esc(title));
+    let with_title = match body.find('>') {
+        Some(end) if body.starts_with("<svg") => format!("{}\n{title}{}", &body[..=end], body[end + 1..].trim_start()),
+        _ => body.to_string(),
+    };
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{with_title}")
 }
 
 // ------------------------------------------------------------ shared drawing helpers
