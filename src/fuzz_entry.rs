@@ -184,6 +184,61 @@ pub fn micro_checkpoint_bytes() -> Vec<u8> {
         .expect("serialisable")
 }
 
+/// A CLIP byte-level BPE `tokenizer.json` whose ids fit [`MICRO_CONFIG`]'s 64-row token
+/// embedding: `a`..`z` (0-25), `a</w>`..`z</w>` (26-51), `.</w>`, `,</w>`, `0</w>`..`7</w>` (52-61),
+/// `<|startoftext|>` 62 and `<|endoftext|>` 63 (also the unknown token, like CLIP's). With the
+/// full CLIP vocabulary every word's id is above 255, so prompt and textual-inversion
+/// adapters of the micro model could never be accepted and their loaders' accept paths
+/// would go unfuzzed.
+pub fn micro_tokenizer_json() -> String {
+    let mut vocab = serde_json::Map::new();
+    for (i, c) in ('a'..='z').enumerate() {
+        vocab.insert(c.to_string(), i.into());
+        vocab.insert(format!("{c}</w>"), (26 + i).into());
+    }
+    // Class names end with "." in prompts: unknown, it would read as `<|endoftext|>`.
+    for (i, c) in ['.', ',', '0', '1', '2', '3', '4', '5', '6', '7'].iter().enumerate() {
+        vocab.insert(format!("{c}</w>"), (52 + i).into());
+    }
+    vocab.insert("<|startoftext|>".into(), 62.into());
+    vocab.insert("<|endoftext|>".into(), 63.into());
+    let special = |id: u32, content: &str| {
+        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+                           "rstrip": false, "normalized": false, "special": true})
+    };
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [special(62, "<|startoftext|>"), special(63, "<|endoftext|>")],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "NFC"}, {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
+            {"type": "Lowercase"}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex":
+                "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"},
+             "behavior": "Removed", "invert": true},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
+        "post_processor": {"type": "RobertaProcessing", "sep": ["<|endoftext|>", 63],
+                           "cls": ["<|startoftext|>", 62], "trim_offsets": false, "add_prefix_space": false},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": "<|endoftext|>", "continuing_subword_prefix": "",
+                  "end_of_word_suffix": "</w>", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": []}
+    })
+    .to_string()
+}
+
+/// The tokenizer of [`micro_tokenizer_json`] (parsed once per process).
+pub fn micro_tokenizer() -> ClipTokenizer {
+    static TOK: OnceLock<ClipTokenizer> = OnceLock::new();
+    TOK.get_or_init(|| {
+        ClipTokenizer::from_bytes(micro_tokenizer_json().as_bytes(), "the micro tokenizer")
+            .expect("the micro tokenizer is valid")
+    })
+    .clone()
+}
+
 /// tokenizer.json, then a few texts encoded with it.
 pub fn tokenizer(dir: &Path, input: &[u8]) -> Outcome {
     let p = write(dir, "tokenizer.json", input);
@@ -277,9 +332,9 @@ pub fn adapter_input(dir: &Path) -> Vec<u8> {
 }
 
 /// An adapter directory: the parts of the input (split at [`SEPARATOR`]) become
-/// [`ADAPTER_FILES`] in order (an empty part: no such file), loaded onto a micro model.
+/// [`ADAPTER_FILES`] in order (an empty part: no such file), loaded onto a micro model with
+/// the micro tokenizer.
 pub fn adapter_dir(dir: &Path, input: &[u8]) -> Outcome {
-    static TOK: OnceLock<ClipTokenizer> = OnceLock::new();
     let adapter = dir.join("adapter");
     let _ = std::fs::create_dir_all(&adapter);
     clear(&adapter, &ADAPTER_FILES);
@@ -289,9 +344,7 @@ pub fn adapter_dir(dir: &Path, input: &[u8]) -> Outcome {
         }
     }
     let mut model = micro_model();
-    let mut tok = TOK
-        .get_or_init(|| ClipTokenizer::embedded().expect("embedded tokenizer"))
-        .clone();
+    let mut tok = micro_tokenizer();
     let loaded = crate::adapt::bundle::load_adapters_named(&mut model, &mut tok, &[adapter], "the micro model");
     judged("adapter directory", loaded, |_| {
         model_finite("adapter directory", &model)

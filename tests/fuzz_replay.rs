@@ -150,8 +150,8 @@ fn sprite_sheet_corpus() {
 #[test]
 fn adapter_dir_corpus() {
     let d = fresh("adapter");
-    let t = pass("adapter_dir", 300, &d, |b| entry::adapter_dir(&d, b));
-    assert_both_paths("adapter_dir", &t, &["lora", "probe"]);
+    let t = pass("adapter_dir", 1200, &d, |b| entry::adapter_dir(&d, b));
+    assert_both_paths("adapter_dir", &t, &["lora", "probe", "prompt", "textual_inversion"]);
 }
 
 #[test]
@@ -170,11 +170,14 @@ fn generated_seeds_are_current() {
     let micro = entry::micro_checkpoint_bytes();
     let sheet = sprite_seed();
     let (lora, probe) = (lora_seed(), probe_seed());
+    let (prompt, ti) = (prompt_seed(), ti_seed());
     if std::env::var_os("CLIPTUNE_WRITE_FUZZ_SEEDS").is_some() {
         std::fs::write(corpus("model_dir").join("micro.safetensors"), &micro).unwrap();
         std::fs::write(corpus("sprite_sheet").join("small"), &sheet).unwrap();
         std::fs::write(corpus("adapter_dir").join("lora"), &lora).unwrap();
         std::fs::write(corpus("adapter_dir").join("probe"), &probe).unwrap();
+        std::fs::write(corpus("adapter_dir").join("prompt"), &prompt).unwrap();
+        std::fs::write(corpus("adapter_dir").join("textual_inversion"), &ti).unwrap();
     }
     // The committed sheet is what the writer makes today (the checkpoint and adapters are
     // checked by loading them, in the corpus passes: their random weights go through libm,
@@ -184,6 +187,8 @@ fn generated_seeds_are_current() {
         ("model_dir", "micro.safetensors", &micro),
         ("adapter_dir", "lora", &lora),
         ("adapter_dir", "probe", &probe),
+        ("adapter_dir", "prompt", &prompt),
+        ("adapter_dir", "textual_inversion", &ti),
     ] {
         let committed = std::fs::read(corpus(target).join(name)).unwrap();
         assert_eq!(committed.len(), now.len(), "the layout of {target}/{name} changed");
@@ -201,6 +206,30 @@ fn lora_seed() -> Vec<u8> {
     };
     apply_lora(&mut model, &cfg, 1).unwrap();
     cliptune::adapt::bundle::save_lora(&d, &model, &cfg, "micro").unwrap();
+    entry::adapter_input(&d)
+}
+
+/// A CoOp adapter (two context vectors shared by two classes) of the micro model, in the
+/// micro tokenizer's vocabulary.
+fn prompt_seed() -> Vec<u8> {
+    use cliptune::adapt::prompt::PromptLearner;
+    let d = fresh("promptseed");
+    let model = entry::micro_model();
+    let tok = entry::micro_tokenizer();
+    let classes = vec!["ab".to_string(), "cd".to_string()];
+    let learner = PromptLearner::new(&model, &tok, &classes, 2, None, false, 1).unwrap();
+    cliptune::adapt::bundle::save_prompt(&d, &learner, &model, "micro").unwrap();
+    entry::adapter_input(&d)
+}
+
+/// A textual-inversion adapter (one new word, with its tokenizer) of the micro model.
+fn ti_seed() -> Vec<u8> {
+    use cliptune::adapt::textual_inversion::TextualInversion;
+    let d = fresh("tiseed");
+    let model = entry::micro_model();
+    let mut tok = entry::micro_tokenizer();
+    let ti = TextualInversion::new(&model, &mut tok, &["<zq>"], Some("q"), 1).unwrap();
+    cliptune::adapt::bundle::save_textual_inversion(&d, &ti, &tok, &model, "micro").unwrap();
     entry::adapter_input(&d)
 }
 

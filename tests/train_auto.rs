@@ -70,7 +70,17 @@ fn auto(out: PathBuf, min_retention: f32, retention: Option<String>) -> AutoArgs
 fn the_ladder_trains_every_rung_and_keeps_the_best_that_retains() {
     let t = tmp("ladder");
     let out = t.path().join("best");
+    // A killed earlier ladder's scratch (a pid no process can have) is cleared by this run.
+    let stale = out.join(".auto.tmp-2147483647");
+    std::fs::create_dir_all(stale.join("candidates")).unwrap();
+    std::fs::write(stale.join("candidates/x"), b"old").unwrap();
     let r = run_auto(auto(out.clone(), 0.5, Some(sheet("test")))).unwrap();
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".auto.tmp-"))
+        .collect();
+    assert!(left.is_empty(), "scratch left in --out: {left:?}");
     eprint!("{}", r.to_markdown());
     assert_eq!(r.tried.len(), 5);
     assert_eq!(r.train_images + r.val_images, 160);
@@ -221,4 +231,8 @@ fn a_stop_request_ends_the_ladder() {
     assert!(e.msg.contains("prompt") && e.msg.contains("not resumable"), "{}", e.msg);
     assert!(!out.join("cliptune_adapter.json").exists());
     assert!(!out.join("auto.json").exists());
+    let scratch = std::fs::read_dir(&out)
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".auto.tmp-")))
+        .unwrap_or(false);
+    assert!(!scratch, "a stopped ladder left its scratch in --out");
 }

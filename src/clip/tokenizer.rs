@@ -145,7 +145,7 @@ impl ClipTokenizer {
         self.pipeline
     }
 
-    fn from_bytes(bytes: &[u8], name: &str) -> Result<ClipTokenizer> {
+    pub(crate) fn from_bytes(bytes: &[u8], name: &str) -> Result<ClipTokenizer> {
         // The tokenizers crate panics (`expect("Helper")`) on some malformed sections, e.g. a
         // "decoder" whose fields have the wrong JSON type (found by fuzz/ `tokenizer`): a
         // user's bad file must be an error, not an abort.

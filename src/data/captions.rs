@@ -253,7 +253,7 @@ fn header_columns(path: &Path, line: usize, header: &[String]) -> Result<Vec<Col
             accepted_names()
         )));
     }
-    for (need, what) in [(Column::Image, "an image"), (Column::Caption, "a caption")] {
+    for (need, what) in [(Column::Image, "image"), (Column::Caption, "caption")] {
         if !cols.contains(&need) {
             return Err(Error::invalid(format!(
                 "{at}: the header has no {what} column (header: {found}); accepted names: {}",

@@ -249,7 +249,7 @@ fn candidate_objectives(o: &ObjectiveWeights, method: Method) -> ObjectiveWeight
     }
 }
 
-/// A scratch directory next to nothing the user owns; removed when dropped.
+/// The candidates' scratch directory inside --out; removed when dropped.
 struct Scratch(PathBuf);
 
 impl Drop for Scratch {
@@ -325,11 +325,13 @@ pub fn run_auto(a: AutoArgs) -> Result<AutoReport> {
         )));
     }
     let val = subset(&set, &va, format!("{} (validation split)", base.data));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let scratch = Scratch(std::env::temp_dir().join(format!("cliptune-auto-{}-{nanos}", std::process::id())));
+    // The candidates' runs live inside the claimed --out (one writer, the same file system
+    // as the chosen adapter), named as a leftover (`.NAME.tmp-PID`): removed when this run
+    // ends, and by the next run that claims --out if this one is killed.
+    let scratch = Scratch(base.out.join(format!(".auto.tmp-{}", std::process::id())));
+    if scratch.0.exists() {
+        std::fs::remove_dir_all(&scratch.0).map_err(|e| Error::io(scratch.0.display(), e))?;
+    }
     let train_dir = scratch.0.join("train");
     let classes_file = write_split(&set, &tr, &train_dir)?;
 
