@@ -150,10 +150,20 @@ fn tiny_pretrain_learns_and_writes_a_loadable_model() {
     // The SVG is a file of its own: an XML declaration, a title, real text in the font the
     // PNG was drawn with.
     let svg = std::fs::read_to_string(out.join("loss_curve.svg")).unwrap();
-    assert!(svg.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg"), "{}", &svg[..80.min(svg.len())]);
+    assert!(
+        svg.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg"),
+        "{}",
+        &svg[..80.min(svg.len())]
+    );
     assert!(svg.contains("<title>cliptune pretrain: training loss</title>"));
-    assert!(svg.contains("font-family=\"DejaVu Sans, Bitstream Vera Sans, sans-serif\""), "SVG text does not name DejaVu Sans");
-    assert!(svg.lines().any(|l| l.trim() == "step"), "the x-axis label is not SVG text");
+    assert!(
+        svg.contains("font-family=\"DejaVu Sans, Bitstream Vera Sans, sans-serif\""),
+        "SVG text does not name DejaVu Sans"
+    );
+    assert!(
+        svg.lines().any(|l| l.trim() == "step"),
+        "the x-axis label is not SVG text"
+    );
     // Loads like any HF model directory (f16 weights, the pruned tokenizer), and tells
     // the shapes apart: a red circle is closer to its caption than to a blue square's.
     let model = Clip::load(&out, &Device::Cpu, WeightStorage::AsStored).unwrap();

@@ -232,7 +232,10 @@ fn a_stop_request_ends_the_ladder() {
     assert!(!out.join("cliptune_adapter.json").exists());
     assert!(!out.join("auto.json").exists());
     let scratch = std::fs::read_dir(&out)
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".auto.tmp-")))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".auto.tmp-"))
+        })
         .unwrap_or(false);
     assert!(!scratch, "a stopped ladder left its scratch in --out");
 }
