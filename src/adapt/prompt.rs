@@ -12,6 +12,8 @@
 //! Initialised from a phrase ("a photo of a"), `n` is the phrase's token count and the context
 //! starts as the phrase's token embeddings, so the step-0 class embeddings are exactly the plain
 //! zero-shot embeddings of the template "a photo of a {}." (tests/prompt_tuning.rs checks it).
+//! `cliptune train` without `--ctx-init` takes the phrase of the model's own template
+//! (`templates.txt`, see `train::objectives::kgcoop::HandTemplate`).
 //! Without a phrase the context is drawn from N(0, 0.02), as in CoOp.
 //!
 //! The image tower is frozen: callers compute L2-normalised image features once
@@ -41,6 +43,9 @@ pub struct PromptLearner {
     pub classes: Vec<String>,
     /// The phrase the context was initialised from (kept as metadata when saved).
     pub ctx_init: Option<String>,
+    /// The hand-crafted template training started from and anchored to (KgCoOp), when a
+    /// trainer sets it; kept as metadata so an adapter says which prompt it began as.
+    pub template: Option<String>,
     /// Per class, the ids that follow the context: class-name tokens, ".", EOT.
     pub suffix_ids: Vec<Vec<u32>>,
     /// The `<|startoftext|>` id that opens every prompt.
@@ -98,6 +103,7 @@ impl PromptLearner {
             n_ctx,
             classes: classes.to_vec(),
             ctx_init: init.map(String::from),
+            template: None,
             suffix_ids,
             bos_id: tok.bos_id(),
             pad_id: model.config.text.pad_id,
@@ -281,8 +287,8 @@ impl PromptLearner {
         logits.cross_entropy(&labels.to_device(dev)?)
     }
 
-    /// Write the context and its metadata (classes, n_ctx, class_specific, init phrase, text
-    /// width, model fingerprint) as one safetensors file, atomically.
+    /// Write the context and its metadata (classes, n_ctx, class_specific, init phrase,
+    /// template, text width, model fingerprint) as one safetensors file, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut meta = HashMap::new();
         meta.insert("format".into(), FORMAT.into());
@@ -295,6 +301,9 @@ impl PromptLearner {
         );
         if let Some(i) = &self.ctx_init {
             meta.insert("ctx_init".into(), i.clone());
+        }
+        if let Some(t) = &self.template {
+            meta.insert("template".into(), t.clone());
         }
         meta.insert("text_width".into(), self.width().to_string());
         meta.insert("model_fingerprint".into(), self.model_fingerprint.clone());
@@ -344,6 +353,7 @@ impl PromptLearner {
             n_ctx,
             classes,
             ctx_init: f.meta.get("ctx_init").cloned(),
+            template: f.meta.get("template").cloned(),
             suffix_ids,
             bos_id: tok.bos_id(),
             pad_id: model.config.text.pad_id,

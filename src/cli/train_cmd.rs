@@ -78,6 +78,8 @@ pub struct TrainCli {
     #[arg(long, default_value_t = 16, value_parser = super::args::positive_count)]
     n_ctx: usize,
     /// CoOp: initialise the context from a phrase (sets the count), e.g. "a photo of a".
+    /// Default: the words of the model's own template (first line of MODEL/templates.txt)
+    /// when it reads "<words> {}.", else --n-ctx random vectors.
     #[arg(long)]
     ctx_init: Option<String>,
     #[arg(long)]
@@ -110,7 +112,8 @@ pub struct TrainCli {
     #[arg(long, value_parser = super::args::positive_count)]
     stop_after: Option<usize>,
     /// Prompt tuning: KgCoOp weight, keeping the learned prompts' class embeddings near the
-    /// hand-crafted "a photo of a {}." ones (0 = plain CoOp).
+    /// hand-crafted ones: the model's first template (MODEL/templates.txt), else
+    /// "a photo of a {}." (0 = plain CoOp).
     #[arg(long, default_value_t = 8.0)]
     kgcoop: f32,
     /// LoRA and full: feature-preservation weight, keeping the image and text features of

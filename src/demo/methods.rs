@@ -13,6 +13,7 @@ use crate::clip::zero_shot::class_embeddings;
 use crate::clip::{Clip, WeightStorage};
 use crate::error::{Error, Result};
 use crate::eval::metrics::topk_accuracy;
+use crate::train::objectives::kgcoop::HandTemplate;
 use crate::train::objectives::ObjectiveWeights;
 use crate::train::run::{train, Method, TrainArgs, TrainSummary};
 
@@ -156,6 +157,8 @@ pub(super) struct Ctx<'a> {
     pub(super) ti_data: PathBuf,
     /// Index of [`TI_CLASS`] among the target classes.
     pub(super) ti_class: usize,
+    /// CoOp's starting prompt and KgCoOp's anchor.
+    pub(super) hand: HandTemplate,
 }
 
 fn train_args(c: &Ctx, plan: &Plan, out: &Path) -> Result<TrainArgs> {
@@ -187,7 +190,9 @@ fn train_args(c: &Ctx, plan: &Plan, out: &Path) -> Result<TrainArgs> {
         )?,
         lora_scale: Default::default(),
         n_ctx: 4,
-        ctx_init: Some("a photo of a".into()),
+        // The model's own template's words (cliptune-mini: "an emoji of"), as `cliptune
+        // train` defaults to; "a photo of a" for a model without templates.txt.
+        ctx_init: c.hand.context_phrase().or_else(|| Some("a photo of a".into())),
         class_specific: false,
         new_tokens: if ti { vec![TI_WORD.into()] } else { vec![] },
         // Start the new word from "boot" when that is one token of the vocabulary.
@@ -248,10 +253,14 @@ pub(super) fn run_method(c: &Ctx, plan: &Plan, out: &Path) -> Result<(TrainSumma
             other.ctx.value = learner.ctx.value.clone();
             let held_cls = other.class_embeddings(&model)?.to_vec()?;
             // The initial prompt alone there: how much of the change is wording, not training.
-            let init = class_embeddings(&model, &tok, &bench.held_classes, &[TARGET_TEMPLATE.to_string()])?;
+            let start = match &learner.ctx_init {
+                Some(phrase) => format!("{phrase} {{}}."),
+                None => TARGET_TEMPLATE.to_string(),
+            };
+            let init = class_embeddings(&model, &tok, &bench.held_classes, &[start.clone()])?;
             let init_top1 = bench.held_top1(c.base_vision, &init.to_vec()?)?;
             let mut note = format!(
-                "context on held-out names (its init {TARGET_TEMPLATE:?} alone: {:.3})",
+                "context on held-out names (its init {start:?} alone: {:.3})",
                 ratio(init_top1, b.held_top1)
             );
             if plan.kgcoop > 0.0 {

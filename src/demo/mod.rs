@@ -27,14 +27,16 @@ use crate::data::fashion_mnist::Split;
 use crate::data::sprite_sheet::{read_sprite_sheet, write_sprite_sheet};
 use crate::error::{Error, Result};
 use crate::eval::suite::ImageSource;
+use crate::train::objectives::kgcoop::HandTemplate;
 use crate::Device;
 
 pub use report::{frontier, results_json, table};
 
 /// The marker file of a demo report directory (`--out` may replace a directory holding it).
 pub const MARKER: &str = "cliptune_demo.json";
-/// The target-domain prompt: the one LoRA/full fine-tuning train against and CoOp starts
-/// from, so every row is measured on the same prompt.
+/// The target-domain prompt: the one LoRA/full fine-tuning train against and every row
+/// but CoOp's is measured on (CoOp starts from the model's own template, as `cliptune
+/// train` does, and is measured on its learned prompt).
 pub const TARGET_TEMPLATE: &str = "a photo of a {}.";
 /// The class textual inversion renames, and its new word.
 pub const TI_CLASS: &str = "ankle boot";
@@ -430,6 +432,7 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
         train_data,
         ti_data,
         ti_class,
+        hand: HandTemplate::of_model(&model_dir)?,
     };
     for (i, plan) in plans.into_iter().enumerate() {
         stage(3 + i, stages, plan.label);
@@ -459,6 +462,7 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
             "test": "data/fashion-mnist-test.json", "test_images": bench.test_labels.len(),
             "test_per_class": a.test_per_class,
             "template": TARGET_TEMPLATE,
+            "coop_template": ctx.hand.template,
             "classes": bench.target_classes,
         },
         "heldout": {

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use super::linear_probe::train_linear_probe;
 use super::lora_scale::{self, LoraScale};
+use super::objectives::kgcoop::HandTemplate;
 use super::objectives::Objectives;
 use super::output::save_lora_scaled;
 use super::schedule::Schedule;
@@ -38,6 +39,11 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     if a.batch == 0 || a.epochs == 0 {
         return Err(Error::invalid("--batch and --epochs must be at least 1"));
     }
+    // CoOp starts from, and KgCoOp anchors to, the model's own template where it ships one.
+    let hand = match a.method {
+        Method::Prompt => Some(HandTemplate::of_model(&a.model_dir)?),
+        _ => None,
+    };
     // Full fine-tuning updates every weight: those need f32 storage (AdamW keeps f32 state).
     let storage = if a.method == Method::Full {
         WeightStorage::F32
@@ -59,6 +65,9 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
     })?;
     let a = TrainArgs {
         resume: claimed.resume,
+        ctx_init: a
+            .ctx_init
+            .or_else(|| hand.as_ref().and_then(HandTemplate::default_ctx_init)),
         ..a
     };
     let lr = a.lr.unwrap_or(a.method.default_lr());
@@ -111,7 +120,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         init_token: a.init_token.as_deref(),
         seed: a.seed,
     };
-    let adaptation = match a.method {
+    let mut adaptation = match a.method {
         Method::Prompt => Adaptation::prompt(&model, &tok, &data, &opts)?,
         Method::TextualInversion => {
             crate::guard::new_words::check_new_words(&tok, &a.new_tokens)?;
@@ -131,6 +140,22 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         a.data,
         data.len()
     );
+    if let (Some(h), Adaptation::Prompt(p)) = (&hand, &mut adaptation) {
+        p.template = Some(h.template.clone());
+        let init = match &a.ctx_init {
+            Some(i) => format!("{i:?}"),
+            None => format!("{} random vectors", p.n_ctx),
+        };
+        let anchor = match a.objectives.kgcoop {
+            w if w > 0.0 => format!("KgCoOp weight {w} anchors to it"),
+            _ => "KgCoOp off".into(),
+        };
+        eprintln!(
+            "[train] template {:?} ({}); context init {init}; {anchor}",
+            h.template,
+            h.source()
+        );
+    }
     a.objectives.check(&adaptation)?;
     let reference = match &a.objectives.reference {
         Some(spec) => Some(load_reference(spec, &model, &a.model_dir)?),
@@ -146,6 +171,7 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         &adaptation,
         &data,
         &a.objectives,
+        hand.as_ref().map_or(super::objectives::CLASS_TEMPLATE, |h| h.template.as_str()),
         reference,
         schedule.batch,
         &a.device,

@@ -4,7 +4,8 @@
 //!   hard negatives): caption data, and textual inversion.
 //! - [`class_ce`]: cross-entropy of image features against class-prompt embeddings:
 //!   labelled data (LoRA, full, and CoOp through its learned prompts).
-//! - [`kgcoop`]: learned prompts' class embeddings near the hand-crafted prompt's (CoOp).
+//! - [`kgcoop`]: learned prompts' class embeddings near the hand-crafted prompt's (CoOp;
+//!   the model's own template, see [`kgcoop::HandTemplate`]).
 //! - [`feature_preservation`]: the adapted model's features on the training batch near
 //!   the frozen model's (LoRA, full).
 //! - [`distillation`]: the base model's image-text similarities on a reference set kept
@@ -29,7 +30,8 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::Device;
 
-/// The target template of class-prompt objectives.
+/// The target template of class-prompt objectives (LoRA and full on labelled data), and
+/// the KgCoOp anchor of a model that ships no `templates.txt`.
 pub const CLASS_TEMPLATE: &str = "a photo of a {}.";
 
 /// The regularising terms' weights (0: the term is off and costs nothing).
@@ -131,7 +133,8 @@ pub struct Step<'a> {
 
 impl Objectives {
     /// `base`: the model before training (the adaptation not yet applied, or applied with
-    /// a zero update); `batch`: the training batch (the reference batch's size too).
+    /// a zero update); `batch`: the training batch (the reference batch's size too);
+    /// `hand_template`: KgCoOp's hand-crafted prompt ([`kgcoop::HandTemplate`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: &Clip,
@@ -140,6 +143,7 @@ impl Objectives {
         adaptation: &Adaptation,
         data: &TrainingData,
         weights: &ObjectiveWeights,
+        hand_template: &str,
         reference: Option<ReferenceSet>,
         batch: usize,
         device: &Device,
@@ -172,7 +176,7 @@ impl Objectives {
                     base,
                     tok,
                     &data.classes,
-                    &[CLASS_TEMPLATE.to_string()],
+                    &[hand_template.to_string()],
                 )?)
             } else {
                 None
