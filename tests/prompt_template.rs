@@ -54,10 +54,21 @@ fn the_context_phrase_is_the_words_before_the_class_name() {
         template: s.into(),
         from_model,
     };
-    assert_eq!(t("an emoji of {}.", true).context_phrase().as_deref(), Some("an emoji of"));
-    assert_eq!(t("an emoji of {}.", true).default_ctx_init().as_deref(), Some("an emoji of"));
+    assert_eq!(
+        t("an emoji of {}.", true).context_phrase().as_deref(),
+        Some("an emoji of")
+    );
+    assert_eq!(
+        t("an emoji of {}.", true).default_ctx_init().as_deref(),
+        Some("an emoji of")
+    );
     // CoOp's prompt is [context] [class] [.]: any other form cannot be reproduced.
-    for other in ["a photo of {}, a type of pet.", "{}.", "a photo of a {}", "{} in a photo."] {
+    for other in [
+        "a photo of {}, a type of pet.",
+        "{}.",
+        "a photo of a {}",
+        "{} in a photo.",
+    ] {
         assert_eq!(t(other, true).context_phrase(), None, "{other}");
     }
     // The built-in template anchors KgCoOp but leaves the init random, as before.
@@ -65,7 +76,11 @@ fn the_context_phrase_is_the_words_before_the_class_name() {
     let d = fresh("tmpl-none");
     let none = HandTemplate::of_model(&model_with_templates(&d, None)).unwrap();
     assert_eq!((none.template.as_str(), none.from_model), ("a photo of a {}.", false));
-    let first = HandTemplate::of_model(&model_with_templates(&d.join("two"), Some("\nan emoji of {}.\nart of {}.\n"))).unwrap();
+    let first = HandTemplate::of_model(&model_with_templates(
+        &d.join("two"),
+        Some("\nan emoji of {}.\nart of {}.\n"),
+    ))
+    .unwrap();
     assert_eq!((first.template.as_str(), first.from_model), ("an emoji of {}.", true));
 }
 
@@ -119,6 +134,9 @@ fn a_bad_templates_txt_is_an_error_naming_it() {
         let model = model_with_templates(&d.join(name), Some(text));
         let msg = err_msg(train(coop(&model, d.join(name).join("out"), None)));
         assert!(msg.contains("templates.txt"), "{name}: {msg}");
-        assert!(!d.join(name).join("out").join("prompt.safetensors").exists(), "{name}: nothing written");
+        assert!(
+            !d.join(name).join("out").join("prompt.safetensors").exists(),
+            "{name}: nothing written"
+        );
     }
 }

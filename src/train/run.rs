@@ -171,7 +171,8 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         &adaptation,
         &data,
         &a.objectives,
-        hand.as_ref().map_or(super::objectives::CLASS_TEMPLATE, |h| h.template.as_str()),
+        hand.as_ref()
+            .map_or(super::objectives::CLASS_TEMPLATE, |h| h.template.as_str()),
         reference,
         schedule.batch,
         &a.device,
