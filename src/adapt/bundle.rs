@@ -424,7 +424,6 @@ pub fn save_prompt(dir: &Path, learner: &PromptLearner, model: &Clip, base_model
         "n_ctx": learner.n_ctx,
         "class_specific": learner.class_specific,
         "ctx_init": learner.ctx_init,
-        "template": learner.template,
     });
     write_manifest(dir, Method::Prompt, base_model, model, info)
 }
