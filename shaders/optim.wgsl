@@ -42,6 +42,32 @@ fn adamw(
     a_v_out[i] = v;
 }
 
+// The same update written over the parameter and its moments, when nothing else holds
+// them (optim.rs): a training step then keeps its parameters in the same buffers, so
+// its bind groups repeat step after step. Same arithmetic as `adamw`, bit for bit.
+@group(0) @binding(1) var<storage, read> w_grad: array<f32>;
+@group(0) @binding(2) var<storage, read> w_scale: array<f32>; // read only when has_scale
+@group(0) @binding(3) var<storage, read_write> w_param: array<f32>;
+@group(0) @binding(4) var<storage, read_write> w_m: array<f32>;
+@group(0) @binding(5) var<storage, read_write> w_v: array<f32>;
+
+@compute @workgroup_size(256)
+fn adamw_inplace(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = flat_id(wg, nwg, li, 256u);
+    if (i >= p.n) { return; }
+    var g = w_grad[i];
+    if (p.has_scale != 0u) { g = g * w_scale[0]; }
+    let m = p.beta1 * w_m[i] + (1.0 - p.beta1) * g;
+    let v = p.beta2 * w_v[i] + (1.0 - p.beta2) * g * g;
+    w_param[i] = w_param[i] * p.decay - p.step_size * m / (sqrt(v) / p.bc2_sqrt + p.eps);
+    w_m[i] = m;
+    w_v[i] = v;
+}
+
 @group(0) @binding(1) var<storage, read> c_sumsq: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c_out: array<f32>;
 

@@ -45,8 +45,8 @@ fn every_dispatch_sees_its_own_params_across_batches() {
 }
 
 /// Once the pool has settled, an identical step reuses every pipeline and bind group
-/// and still batches its dispatches. The pool is LIFO per size class, so the buffers a
-/// step gets can cycle through a few permutations before they repeat: warm up for
+/// and still batches its dispatches. The pool hands out the lowest free id, so a step
+/// gets the buffers the previous one got once the free set stops changing: warm up for
 /// several steps, then demand three steps in a row that build nothing. A fresh device,
 /// so other tests' dispatches do not move the counters.
 #[test]

@@ -150,3 +150,42 @@ fn check_device(dev: &Device) {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
 }
+
+/// The GPU update overwrites the parameter and its moments only when nothing else holds
+/// them (a training step then keeps its buffers: tests/gpu_bind_groups.rs); a tensor
+/// still held elsewhere keeps its old values. Both ways give the same bits.
+#[test]
+fn adamw_overwrites_only_tensors_nothing_else_holds() {
+    let dev = gpu();
+    let n = 1000;
+    let p0 = randn(&[n], 11);
+    let grad = Tensor::from_vec(randn(&[n], 12), &[n], &dev).unwrap();
+    let scale = Tensor::scalar(0.5, &dev).unwrap();
+    let fresh = || {
+        (
+            Tensor::from_vec(p0.clone(), &[n], &dev).unwrap(),
+            Tensor::from_vec(randn(&[n], 13), &[n], &dev).unwrap(),
+            Tensor::from_vec(randn(&[n], 14).iter().map(|x| x * x).collect(), &[n], &dev).unwrap(),
+        )
+    };
+    let bits = |t: &Tensor| -> Vec<u32> { t.to_vec().unwrap().iter().map(|x| x.to_bits()).collect() };
+    for s in [None, Some(&scale)] {
+        let (p, m, v) = fresh();
+        let (held_p, held_m) = (p.clone(), m.clone());
+        let (m_before, v_before) = (bits(&m), bits(&v));
+        let shared = dev.backend().adamw(&p, &grad, &m, &v, &spec(2), s).unwrap();
+        assert!(!shared.0.same_storage(&p) && !shared.1.same_storage(&m));
+        assert_eq!(bits(&held_p), bits(&Tensor::from_vec(p0.clone(), &[n], &dev).unwrap()));
+        assert_eq!(bits(&held_m), m_before, "a held moment was overwritten");
+        drop((p, m, held_p, held_m));
+        assert_eq!(bits(&v), v_before);
+
+        let (p, m, v) = fresh();
+        let own = dev.backend().adamw(&p, &grad, &m, &v, &spec(2), s).unwrap();
+        assert!(own.0.same_storage(&p) && own.1.same_storage(&m) && own.2.same_storage(&v));
+        for (a, b) in [(&shared.0, &own.0), (&shared.1, &own.1), (&shared.2, &own.2)] {
+            assert_eq!(bits(a), bits(b), "in place and not in place differ (scale {s:?})");
+        }
+        assert_ne!(bits(&own.0), bits(&Tensor::from_vec(p0.clone(), &[n], &dev).unwrap()));
+    }
+}

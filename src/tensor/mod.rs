@@ -141,6 +141,10 @@ impl Tensor {
     pub fn same_storage(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.storage, &other.storage)
     }
+    /// No other tensor shares this storage: nothing could see it being overwritten.
+    pub fn storage_is_unique(&self) -> bool {
+        Arc::strong_count(&self.storage) == 1
+    }
 
     /// CPU storage, or an error naming `op` when the tensor lives on a GPU.
     pub fn cpu(&self, op: &str) -> Result<&CpuStorage> {

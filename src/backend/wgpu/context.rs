@@ -9,11 +9,23 @@
 //! reused by a later dispatch while earlier, still-queued dispatches read it: that is
 //! safe because queue order is execution order. Uploads therefore never use
 //! `queue.write_buffer` on pooled buffers (it would jump ahead of queued work); they
-//! make a fresh buffer initialised at creation.
+//! refill one with a copy recorded in the pending encoder, or make a fresh buffer
+//! initialised at creation.
+//!
+//! A request takes the free buffer of its class with the lowest id, not the last one
+//! freed: which buffer a request gets then depends only on which buffers are free, not
+//! on the order they were freed in. Tensors die in hash-map order (gradients, optimizer
+//! state), which differs every step; with a LIFO pool each training step got its
+//! buffers in a new permutation and the bind-group cache (keyed by buffers) missed on
+//! ~290 of 333 dispatches (docs/PERFORMANCE.md). With the lowest id, a step that
+//! repeats the previous step's requests from the same free set gets the same buffers;
+//! the free set stays the same because the parameters and AdamW moments keep their
+//! buffers (optim.rs updates them in place).
 //!
 //! On GL every entry point that reaches wgpu first holds `context` (context_lock.rs):
 //! wgpu-hal's GL backend panics when a thread waits more than 6 s for its context.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
@@ -31,7 +43,12 @@ pub struct GpuBackend {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub(super) pipelines: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
-    pub(super) bind_groups: Mutex<HashMap<(KernelKey, Vec<wgpu::Buffer>), wgpu::BindGroup>>,
+    /// Keyed by the buffers' pool ids (`GpuStorage::id`), bounded (dispatch.rs).
+    pub(super) bind_groups: Mutex<HashMap<(KernelKey, Vec<u64>), wgpu::BindGroup>>,
+    /// Ids of every buffer ever bound: tells a bind-group miss caused by a new buffer
+    /// from one caused by known buffers in a new combination (`GpuStats`).
+    pub(super) bound_ids: Mutex<HashSet<u64>>,
+    pub(super) next_id: AtomicU64,
     pub(super) uniforms: wgpu::Buffer,
     pub(super) slot: u64,
     pub(super) trusted: bool,
@@ -61,6 +78,13 @@ pub struct GpuStats {
     /// Pipelines and bind groups created (a steady-state step should create none).
     pub pipelines: u64,
     pub bind_groups: u64,
+    /// Of `bind_groups`, those that bound a buffer no earlier bind group had bound; the
+    /// rest recombined known buffers (a pool handing them out in a new order).
+    pub bind_groups_new_buffer: u64,
+    /// Bind groups held in the cache now (bounded by dispatch.rs's MAX_BIND_GROUPS).
+    pub bind_groups_cached: u64,
+    /// Buffers created (not taken from the pool), uploads included.
+    pub buffers_created: u64,
     /// Host time spent recording dispatches (lookups, binding, encoding), in ns.
     pub dispatch_host_ns: u64,
     /// GL only (context_lock.rs): total time threads waited for the device's context
@@ -79,15 +103,22 @@ impl GpuStats {
 /// A device buffer owned by a tensor. Dropping it returns the buffer to the pool.
 pub struct GpuStorage {
     buf: Option<wgpu::Buffer>,
+    /// Unique per buffer for the device's lifetime; kept across pool reuse.
+    id: u64,
     pool: Pool,
 }
 
-/// Free buffers by size class; shared with every storage so drops can return them.
-type Pool = Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>;
+/// Free buffers by size class, each class by buffer id (lowest handed out first, see
+/// the module comment); shared with every storage so drops can return them.
+type Pool = Arc<Mutex<HashMap<u64, BTreeMap<u64, wgpu::Buffer>>>>;
 
 impl GpuStorage {
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.buf.as_ref().expect("live buffer")
+    }
+
+    pub(super) fn id(&self) -> u64 {
+        self.id
     }
 }
 
@@ -96,7 +127,7 @@ impl Drop for GpuStorage {
         if let Some(b) = self.buf.take() {
             let size = b.size();
             if let Ok(mut pool) = self.pool.lock() {
-                pool.entry(size).or_default().push(b);
+                pool.entry(size).or_default().insert(self.id, b);
             }
         }
     }
@@ -242,6 +273,8 @@ impl GpuBackend {
             features: wanted,
             pipelines: Mutex::new(HashMap::new()),
             bind_groups: Mutex::new(HashMap::new()),
+            bound_ids: Mutex::new(HashSet::new()),
+            next_id: AtomicU64::new(0),
             uniforms,
             slot,
             trusted,
@@ -301,31 +334,40 @@ impl GpuBackend {
         self.check_binding(op, bytes)?;
         let _context = self.context.hold();
         let class = size_class(bytes);
-        let reused = self.pool.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
-        let buf = match reused {
-            Some(b) => {
-                self.stats.lock().unwrap().pool_hits += 1;
-                b
-            }
-            None => {
-                let mut st = self.stats.lock().unwrap();
-                st.bytes_live += class;
-                st.bytes_peak = st.bytes_peak.max(st.bytes_live);
-                drop(st);
-                self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(op),
-                    size: class,
-                    usage: Self::usage(),
-                    mapped_at_creation: false,
-                })
-            }
-        };
-        Ok(self.wrap(buf))
+        if let Some((id, b)) = self.take_pooled(class) {
+            self.stats.lock().unwrap().pool_hits += 1;
+            return Ok(self.wrap(id, b));
+        }
+        self.count_created(class);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(op),
+            size: class,
+            usage: Self::usage(),
+            mapped_at_creation: false,
+        });
+        Ok(self.wrap(self.next_id.fetch_add(1, Ordering::Relaxed), buf))
     }
 
-    fn wrap(&self, buf: wgpu::Buffer) -> GpuStorage {
+    /// The free buffer of `class` with the lowest id.
+    fn take_pooled(&self, class: u64) -> Option<(u64, wgpu::Buffer)> {
+        self.pool
+            .lock()
+            .unwrap()
+            .get_mut(&class)
+            .and_then(|free| free.pop_first())
+    }
+
+    fn count_created(&self, class: u64) {
+        let mut st = self.stats.lock().unwrap();
+        st.buffers_created += 1;
+        st.bytes_live += class;
+        st.bytes_peak = st.bytes_peak.max(st.bytes_live);
+    }
+
+    fn wrap(&self, id: u64, buf: wgpu::Buffer) -> GpuStorage {
         GpuStorage {
             buf: Some(buf),
+            id,
             pool: self.pool.clone(),
         }
     }
@@ -347,8 +389,7 @@ impl GpuBackend {
             padded[..bytes.len()].copy_from_slice(bytes);
             data = &padded;
         }
-        let reused = self.pool.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
-        if let Some(buf) = reused {
+        if let Some((id, buf)) = self.take_pooled(class) {
             if copy_len > 0 {
                 let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some(op),
@@ -361,7 +402,7 @@ impl GpuBackend {
                 pending.count += 1;
             }
             self.stats.lock().unwrap().pool_hits += 1;
-            return Ok(self.wrap(buf));
+            return Ok(self.wrap(id, buf));
         }
         let mut full = vec![0u8; class as usize];
         full[..data.len()].copy_from_slice(data);
@@ -370,12 +411,8 @@ impl GpuBackend {
             contents: &full,
             usage: Self::usage(),
         });
-        {
-            let mut st = self.stats.lock().unwrap();
-            st.bytes_live += class;
-            st.bytes_peak = st.bytes_peak.max(st.bytes_live);
-        }
-        Ok(self.wrap(buf))
+        self.count_created(class);
+        Ok(self.wrap(self.next_id.fetch_add(1, Ordering::Relaxed), buf))
     }
 }
 
@@ -436,22 +473,28 @@ impl GpuBackend {
             submits: now.submits - last.submits,
             pipelines: now.pipelines - last.pipelines,
             bind_groups: now.bind_groups - last.bind_groups,
+            bind_groups_new_buffer: now.bind_groups_new_buffer - last.bind_groups_new_buffer,
+            buffers_created: now.buffers_created - last.buffers_created,
             dispatch_host_ns: now.dispatch_host_ns - last.dispatch_host_ns,
             ..Default::default()
         };
         eprintln!(
-            "gpu stats since last readback: {} dispatches, {} submits, {} new pipelines, {} new bind groups, {:.1} us host per dispatch",
+            "gpu stats since last readback: {} dispatches, {} submits, {} new pipelines, {} new bind groups ({} binding a buffer not bound before), {} new buffers, {:.1} us host per dispatch; {} bind groups cached",
             d.dispatches,
             d.submits,
             d.pipelines,
             d.bind_groups,
-            d.us_per_dispatch()
+            d.bind_groups_new_buffer,
+            d.buffers_created,
+            d.us_per_dispatch(),
+            now.bind_groups_cached
         );
         *last = now;
     }
 
     pub fn stats(&self) -> GpuStats {
         let mut s = self.stats.lock().unwrap().clone();
+        s.bind_groups_cached = self.bind_groups.lock().unwrap().len() as u64;
         (s.context_wait_ns, s.context_max_hold_ns) = self.context.times();
         s
     }

@@ -2,7 +2,7 @@
 //! after checking the kernel's needs against the adapter's limits; params in a uniform
 //! ring bound with a dynamic offset, written once per batch just before its submit
 //! (wgpu orders that write before the batch's commands and after every earlier submit);
-//! bind groups cached by (pipeline, buffers); every dispatch of a batch in one compute
+//! bind groups cached by (pipeline, buffer ids); every dispatch of a batch in one compute
 //! pass. A steady-state dispatch creates no GPU object.
 use std::sync::Arc;
 use std::time::Instant;
@@ -208,12 +208,8 @@ impl GpuBackend {
         if self.legacy {
             return self.dispatch_legacy(t0, entry, &kernel, bytes, inputs, outputs, groups);
         }
-        let buffers: Vec<wgpu::Buffer> = inputs
-            .iter()
-            .chain(outputs.iter())
-            .map(|s| s.buffer().clone())
-            .collect();
-        let bg_key = (key.clone(), buffers);
+        let bound: Vec<&GpuStorage> = inputs.iter().chain(outputs.iter()).copied().collect();
+        let bg_key = (key.clone(), bound.iter().map(|s| s.id()).collect::<Vec<u64>>());
         let bg = {
             let mut cache = self.bind_groups.lock().unwrap();
             match cache.get(&bg_key) {
@@ -227,10 +223,10 @@ impl GpuBackend {
                             size: wgpu::BufferSize::new(self.slot),
                         }),
                     }];
-                    for (i, b) in bg_key.1.iter().enumerate() {
+                    for (i, s) in bound.iter().enumerate() {
                         entries.push(wgpu::BindGroupEntry {
                             binding: 1 + i as u32,
-                            resource: b.as_entire_binding(),
+                            resource: s.buffer().as_entire_binding(),
                         });
                     }
                     let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -241,8 +237,16 @@ impl GpuBackend {
                     if cache.len() >= MAX_BIND_GROUPS {
                         cache.clear();
                     }
+                    let mut seen = self.bound_ids.lock().unwrap();
+                    let mut new_buffer = false;
+                    for &id in &bg_key.1 {
+                        new_buffer |= seen.insert(id);
+                    }
+                    drop(seen);
                     cache.insert(bg_key, bg.clone());
-                    self.stats.lock().unwrap().bind_groups += 1;
+                    let mut st = self.stats.lock().unwrap();
+                    st.bind_groups += 1;
+                    st.bind_groups_new_buffer += new_buffer as u64;
                     bg
                 }
             }

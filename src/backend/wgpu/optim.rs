@@ -63,6 +63,14 @@ pub fn adamw(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "adamw";
     let p = adamw_params(op, param, grad, m, v, spec, grad_scale)?;
+    if in_place_ok(param, grad, m, v, grad_scale) {
+        // Without a scale the kernel never reads binding 2; the gradient stands in for it.
+        let scale = grad_scale.unwrap_or(grad);
+        let ins = [grad.gpu(op)?, scale.gpu(op)?];
+        let outs = [param.gpu(op)?, m.gpu(op)?, v.gpu(op)?];
+        g.dispatch(WGSL, "adamw_inplace", &p, &ins, &outs, grid_1d(p.n as usize, 256))?;
+        return Ok((param.clone(), m.clone(), v.clone()));
+    }
     let (gr, m0, v0) = (as_f32(g, grad)?, as_f32(g, m)?, as_f32(g, v)?);
     // Without a scale the kernel never reads binding 5; the parameter stands in for it.
     let scale = match grad_scale {
@@ -85,6 +93,27 @@ pub fn adamw(
         grid_1d(p.n as usize, 256),
     )?;
     Ok((p1, m1, v1))
+}
+
+/// The update may overwrite the parameter and its moments when all are f32 (no cast
+/// temporaries), nothing else holds them (no one can see the old values change: the
+/// training loop's tape has dropped its saved tensors by now) and no two of the
+/// written buffers or the read ones coincide (a buffer bound writable twice, or both
+/// read and written, is a validation error). Otherwise the update writes new tensors.
+/// Writing in place keeps a step's parameters in the same buffers from step to step, so
+/// the bind groups of every kernel that reads them repeat (docs/PERFORMANCE.md).
+fn in_place_ok(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, scale: Option<&Tensor>) -> bool {
+    let written = [param, m, v];
+    let read = [Some(grad), scale];
+    written.iter().all(|t| t.dtype() == DType::F32 && t.storage_is_unique())
+        && grad.dtype() == DType::F32
+        && scale.is_none_or(|s| s.dtype() == DType::F32)
+        && !param.same_storage(m)
+        && !param.same_storage(v)
+        && !m.same_storage(v)
+        && written
+            .iter()
+            .all(|w| read.iter().flatten().all(|r| !w.same_storage(r)))
 }
 
 pub fn clip_coef(g: &GpuBackend, sumsq: &Tensor, max_norm: f32) -> Result<Tensor> {
