@@ -4,7 +4,6 @@
 //! textual-inversion and linear-probe adapters written by the library load, and conflicts
 //! and adapters for another model are refused naming both sides.
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cliptune::adapt::bundle::{self, load_adapters, LoadedAdapter, Manifest, Method};
 use cliptune::adapt::lora::{self, LoraConfig, LoraTarget, Tower};
@@ -18,15 +17,9 @@ use cliptune::eval::suite::load_labeled;
 use cliptune::tensor::io::write_safetensors;
 use cliptune::Tensor;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cliptune"));
-    c.env("XDG_RUNTIME_DIR", "/tmp");
-    c
-}
+mod common;
+use common::cli::{bin, fixtures, fresh as tmp, run_err, run_ok};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 fn hf_dir() -> PathBuf {
     fixtures().join("tiny-clip/hf")
 }
@@ -38,36 +31,6 @@ fn fc1_dir() -> PathBuf {
 }
 fn image(name: &str) -> PathBuf {
     fixtures().join("preprocess/inputs").join(name)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    // A fresh directory per call: tests of one binary run in parallel and must never see
-    // each other's files.
-    tempfile::Builder::new()
-        .prefix(&format!("cliptune-adapters-{name}-"))
-        .tempdir()
-        .unwrap()
-        .keep()
-}
-
-fn run_ok(c: &mut Command) -> (String, String) {
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "command failed: {stderr}");
-    (String::from_utf8(out.stdout).unwrap(), stderr)
-}
-
-fn run_err(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a clean failure, got {:?}: {stderr}",
-        out.status
-    );
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
-    stderr
 }
 
 fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {

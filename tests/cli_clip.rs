@@ -1,49 +1,18 @@
 //! The CLIP commands end to end through the binary: tokenize, embed, zero-shot, and
 //! the errors a user can cause (one clear line, exit code 1, never a panic).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod common;
+use common::cli::{bin, fixtures, fresh as tmp, run_err};
 
 use cliptune::backend::Device;
 use cliptune::tensor::io::write_safetensors;
 use cliptune::Tensor;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cliptune"));
-    c.env("XDG_RUNTIME_DIR", "/tmp");
-    c
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    // A fresh directory per call, never one shared by the tests of this process.
-    tempfile::Builder::new()
-        .prefix(&format!("cliptune-cli-{name}-"))
-        .tempdir()
-        .unwrap()
-        .keep()
-}
-
+/// The command must succeed; its stdout.
 fn run_ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "command failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn run_err(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a clean failure, got {:?}: {stderr}",
-        out.status
-    );
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
-    stderr
+    common::cli::run_ok(c).0
 }
 
 fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {

@@ -727,8 +727,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// "2024-05-01 12:34:56 UTC" from seconds since the Unix epoch.
-pub fn format_utc(secs: u64) -> String {
+/// (year, month, day, hour, minute, second) in UTC of seconds since the Unix epoch.
+pub fn civil_utc(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -741,12 +741,13 @@ pub fn format_utc(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// "2024-05-01 12:34:56 UTC" from seconds since the Unix epoch.
+pub fn format_utc(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil_utc(secs);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
 fn now_unix() -> u64 {

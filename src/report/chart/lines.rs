@@ -3,9 +3,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{
-    axis_range, drawable, finite_bounds, no_data, rgb, text_style, tick_label, Header, GRID, INK, SMALL_SIZE, TEXT_SIZE,
-};
+use super::{axes, axis_range, drawable, finite_bounds, no_data, rgb, Header};
 
 /// One line of a [`LineChart`]. A point whose x or y is not [`drawable`] is not drawn and
 /// breaks the line; the chart says how many were skipped.
@@ -105,32 +103,7 @@ pub(super) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Li
         notes,
     }
     .draw(area)?;
-    let mut ctx = ChartBuilder::on(&plot_area)
-        .margin_left(8)
-        .margin_right(20)
-        .margin_top(6)
-        .margin_bottom(6)
-        .x_label_area_size(44)
-        .y_label_area_size(72)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| e.to_string())?;
-    let (xs, ys) = (x1 - x0, y1 - y0);
-    let xf = move |v: &f64| tick_label(*v, xs);
-    let yf = move |v: &f64| tick_label(*v, ys);
-    ctx.configure_mesh()
-        .x_desc(chart.x_label.as_str())
-        .y_desc(chart.y_label.as_str())
-        .x_label_formatter(&xf)
-        .y_label_formatter(&yf)
-        .x_labels(8)
-        .y_labels(6)
-        .label_style(text_style(SMALL_SIZE, INK))
-        .axis_desc_style(text_style(TEXT_SIZE, INK))
-        .bold_line_style(GRID)
-        .light_line_style(TRANSPARENT)
-        .axis_style(INK)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let mut ctx = axes(&plot_area, (x0, x1), (y0, y1), &chart.x_label, &chart.y_label)?;
     if ybounds.is_none() {
         let centre = ctx.backend_coord(&((x0 + x1) / 2.0, (y0 + y1) / 2.0));
         return no_data(area, centre, "no finite values to draw");

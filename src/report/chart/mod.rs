@@ -8,6 +8,7 @@
 //! note under its title (a line breaks at a skipped point; a bar shows "n/a").
 //! Empty charts and degenerate ranges (one point, all values equal) get a padded range, so
 //! every input gives a picture rather than a panic inside plotters.
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -178,6 +179,44 @@ pub fn standalone_svg(svg: &str, title: &str) -> String {
 }
 
 // ------------------------------------------------------------ shared drawing helpers
+
+/// The plot area's x-y axes in the charts' one style: labelled ticks, a light grid, the
+/// axis descriptions (the line chart and the scatter share it).
+pub(crate) fn axes<'a, DB: DrawingBackend>(
+    plot_area: &'a DrawingArea<DB, Shift>,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    x_label: &str,
+    y_label: &str,
+) -> std::result::Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let mut ctx = ChartBuilder::on(plot_area)
+        .margin_left(8)
+        .margin_right(20)
+        .margin_top(6)
+        .margin_bottom(6)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| e.to_string())?;
+    let (xs, ys) = (x1 - x0, y1 - y0);
+    let xf = move |v: &f64| tick_label(*v, xs);
+    let yf = move |v: &f64| tick_label(*v, ys);
+    ctx.configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&xf)
+        .y_label_formatter(&yf)
+        .x_labels(8)
+        .y_labels(6)
+        .label_style(text_style(SMALL_SIZE, INK))
+        .axis_desc_style(text_style(TEXT_SIZE, INK))
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .axis_style(INK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(ctx)
+}
 
 pub(crate) fn text_style(size: f64, colour: RGBColor) -> TextStyle<'static> {
     (font::FAMILY, size).into_font().color(&colour)
