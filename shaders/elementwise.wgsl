@@ -24,6 +24,19 @@ fn act_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i < pm.n) { m_out2[i] = m_x[i] * act_grad(m_y[i], pm.code); }
 }
 
+// min(x, alpha), NaN kept (a clamp must not turn a diverged value into a finite one).
+// WGSL lets a compiler assume no NaN: on lavapipe `select(x, a, x > a)` returned `a`
+// for NaN (tests/kernel_elementwise.rs), so NaN is recognised from the bits.
+@compute @workgroup_size(256)
+fn clamp_max(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat_id(wg, nwg, li, 256u);
+    if (i < pm.n) {
+        let x = m_x[i];
+        let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+        m_out1[i] = select(x, pm.alpha, x > pm.alpha && !nan);
+    }
+}
+
 @compute @workgroup_size(256)
 fn affine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = flat_id(wg, nwg, li, 256u);

@@ -119,6 +119,51 @@ fn affine_and_scalar_tensor_match_cpu() {
     }
 }
 
+/// min(x, hi) bit for bit on both backends; NaN stays NaN (pretrain's temperature clamp
+/// runs on the device and must not hide a diverged scale).
+#[test]
+fn clamp_max_is_exact_and_keeps_nan() {
+    let hi = 4.605_170_2f32;
+    let x = vec![
+        0.0,
+        hi,
+        hi + 1e-6,
+        -7.0,
+        100.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        2.659_26,
+    ];
+    let want: Vec<u32> = x
+        .iter()
+        .map(|&v| if v > hi { hi } else { v })
+        .map(f32::to_bits)
+        .collect();
+    for dev in [cpu(), gpu()] {
+        let t = Tensor::from_slice(&x, &[x.len()], &dev).unwrap();
+        let y = t.clamp_max(hi).unwrap();
+        let got: Vec<u32> = y.to_vec().unwrap().iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "clamp_max on {}", dev.kind_name());
+        assert!(y.to_vec().unwrap()[7].is_nan());
+    }
+    for &n in &SIZES {
+        let (xc, xg) = rand_pair(&[n], 900 + n as u64);
+        let (yc, yg) = (xc.clamp_max(0.5).unwrap(), xg.clamp_max(0.5).unwrap());
+        assert_eq!(yc.to_vec().unwrap(), yg.to_vec().unwrap(), "clamp_max n={n}");
+    }
+    let half = Tensor::from_slice(&x, &[x.len()], &gpu())
+        .unwrap()
+        .cast(cliptune::DType::F16)
+        .unwrap();
+    let e = half
+        .clamp_max(hi)
+        .err()
+        .expect("f16 clamp_max must be refused")
+        .to_string();
+    assert!(e.contains("clamp_max"), "{e}");
+}
+
 #[test]
 fn sum_rows_matches_cpu() {
     for &(rows, cols) in &[(1usize, 1usize), (3, 5), (1600, 768), (5000, 3), (70_001, 1), (300, 17)] {

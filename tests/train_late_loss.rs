@@ -100,3 +100,55 @@ fn a_late_non_finite_loss_still_stops_before_saving() {
     assert_has(&err, &["the loss is NaN", "step 2"]);
     assert_all_finite(&out);
 }
+
+/// `cliptune pretrain` on the GPU reads back one value per step, the loss it checks before
+/// the backward pass: CLIP's temperature clamp runs on the device (it used to read
+/// `logit_scale` back after every optimizer step, a second wait for the GPU per step).
+#[test]
+fn a_gpu_pretrain_step_reads_back_once() {
+    let d = fresh("late-pretrain");
+    let data = caption_csv(
+        &d,
+        &[
+            (0, "a red square"),
+            (1, "a green square"),
+            (0, "red again"),
+            (1, "green again"),
+        ],
+    );
+    let out = d.join("out");
+    let mut c = bin();
+    c.args([
+        "pretrain",
+        "--config",
+        "cliptune-tiny",
+        "--device",
+        "gpu",
+        "--batch",
+        "2",
+    ])
+    .args(["--epochs", "3", "--max-steps", "5", "--warmup", "0"])
+    .args(["--checkpoint-every", "1000", "--template", "a photo of a {}."])
+    .arg("--data")
+    .arg(&data)
+    .arg("--out")
+    .arg(&out)
+    .env("CLIPTUNE_GPU_STATS", "1");
+    let err = ok(&mut c);
+    // Between two progress lines lies one whole step (steps 2-5); count its readbacks
+    // that ran work. After the last line come the final save's reads.
+    let segments: Vec<&str> = err.split("[pretrain] step ").collect();
+    assert_eq!(segments.len(), 6, "expected 5 progress lines:\n{err}");
+    for (i, seg) in segments[1..5].iter().enumerate() {
+        let reads: Vec<usize> = readbacks_in(seg).into_iter().filter(|&n| n > 0).collect();
+        assert_eq!(reads.len(), 1, "step {}: readbacks {reads:?}\n{err}", i + 2);
+    }
+}
+
+/// The dispatch counts of the `CLIPTUNE_GPU_STATS` lines in `text`.
+fn readbacks_in(text: &str) -> Vec<usize> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("gpu stats since last readback: "))
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect()
+}

@@ -140,6 +140,8 @@ pub trait Backend: Send + Sync {
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor>;
     /// `alpha * x + beta`.
     fn affine(&self, x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor>;
+    /// min(x, hi) element-wise, NaN kept (a clamp on the device: no readback).
+    fn clamp_max(&self, x: &Tensor, hi: f32) -> Result<Tensor>;
     /// Multiply every element by the one value in `s` (a device scalar, no readback).
     fn mul_scalar_tensor(&self, x: &Tensor, s: &Tensor) -> Result<Tensor>;
     /// Column sums of x viewed as [rows, cols] -> [cols] (bias grads, broadcast grads).
@@ -219,7 +221,9 @@ pub trait Backend: Send + Sync {
 
     // ---- optim.rs ----------------------------------------------------------------
     /// One AdamW update; grads are multiplied by `grad_scale` [1] first when given
-    /// (gradient-norm clipping without a readback). Returns (param, m, v).
+    /// (gradient-norm clipping without a readback). Returns (param, m, v). The GPU writes
+    /// them over `param`, `m` and `v` when no other tensor shares those storages (a
+    /// training step then keeps its buffers): read the returned tensors, not the arguments.
     #[allow(clippy::too_many_arguments)]
     fn adamw(
         &self,

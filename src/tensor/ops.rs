@@ -146,6 +146,11 @@ impl Tensor {
         f32_only("affine", self)?;
         self.device().backend().affine(self, alpha, beta)
     }
+    /// min(self, hi) element-wise; NaN stays NaN.
+    pub fn clamp_max(&self, hi: f32) -> Result<Tensor> {
+        f32_only("clamp_max", self)?;
+        self.device().backend().clamp_max(self, hi)
+    }
     pub fn scale(&self, alpha: f32) -> Result<Tensor> {
         self.affine(alpha, 0.0)
     }

@@ -383,12 +383,9 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             last = l;
             let grads = tape.backward(&loss)?;
             opt.step(&mut model.params_mut(), &grads)?;
-            // CLIP's temperature clamp.
-            let s = model.logit_scale.value.item()?;
-            if s > MAX_LOGIT_SCALE {
-                let shape = model.logit_scale.value.shape().to_vec();
-                model.logit_scale.value = Tensor::full(&shape, MAX_LOGIT_SCALE, &a.device)?;
-            }
+            // CLIP's temperature clamp, on the device: reading the scale back would
+            // wait for the GPU inside every step.
+            model.logit_scale.value = model.logit_scale.value.clamp_max(MAX_LOGIT_SCALE)?;
             prog.step(step, epoch, l, opt.lr)?;
             step += 1;
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {

@@ -108,6 +108,12 @@ pub fn affine(x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
     Ok(wrap(map1(&xv, |v| alpha * v + beta), x.shape()))
 }
 
+pub fn clamp_max(x: &Tensor, hi: f32) -> Result<Tensor> {
+    let xv = f32s(x, "clamp_max")?;
+    // `>`, not f32::min: NaN stays NaN, as in the WGSL twin.
+    Ok(wrap(map1(&xv, |v| if v > hi { hi } else { v }), x.shape()))
+}
+
 pub fn mul_scalar_tensor(x: &Tensor, s: &Tensor) -> Result<Tensor> {
     check_mul_scalar(s)?;
     let sv = f32s(s, "mul_scalar_tensor")?[0];

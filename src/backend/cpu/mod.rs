@@ -62,6 +62,9 @@ impl Backend for CpuBackend {
     fn affine(&self, x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
         elementwise::affine(x, alpha, beta)
     }
+    fn clamp_max(&self, x: &Tensor, hi: f32) -> Result<Tensor> {
+        elementwise::clamp_max(x, hi)
+    }
     fn mul_scalar_tensor(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
         elementwise::mul_scalar_tensor(x, s)
     }

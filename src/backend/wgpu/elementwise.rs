@@ -172,6 +172,14 @@ pub fn affine(g: &GpuBackend, x: &Tensor, alpha: f32, beta: f32) -> Result<Tenso
     map(g, "affine", "affine", x, None, p)
 }
 
+pub fn clamp_max(g: &GpuBackend, x: &Tensor, hi: f32) -> Result<Tensor> {
+    let p = MapP {
+        alpha: hi,
+        ..map_p(n32("clamp_max", x.numel())?, 0)
+    };
+    map(g, "clamp_max", "clamp_max", x, None, p)
+}
+
 pub fn mul_scalar_tensor(g: &GpuBackend, x: &Tensor, s: &Tensor) -> Result<Tensor> {
     check_mul_scalar(s)?;
     let n = n32("mul_scalar_tensor", x.numel())?;

@@ -73,6 +73,9 @@ impl Backend for GpuBackend {
     fn affine(&self, x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
         elementwise::affine(self, x, alpha, beta)
     }
+    fn clamp_max(&self, x: &Tensor, hi: f32) -> Result<Tensor> {
+        elementwise::clamp_max(self, x, hi)
+    }
     fn mul_scalar_tensor(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
         elementwise::mul_scalar_tensor(self, x, s)
     }
