@@ -154,12 +154,11 @@ fn clamp_max_is_exact_and_keeps_nan() {
     }
     let half = Tensor::from_slice(&x, &[x.len()], &gpu())
         .unwrap()
-        .cast(cliptune::DType::F16)
+        .cast(DType::F16)
         .unwrap();
     let e = half
         .clamp_max(hi)
-        .err()
-        .expect("f16 clamp_max must be refused")
+        .expect_err("f16 clamp_max must be refused")
         .to_string();
     assert!(e.contains("clamp_max"), "{e}");
 }
