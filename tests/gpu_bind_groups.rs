@@ -1,8 +1,9 @@
 //! Real LoRA training steps on the GPU (lavapipe in CI) reuse their bind groups: the
-//! pool hands a repeated step the same buffers (src/backend/wgpu/context.rs), so after
-//! warm-up a step builds no bind group, no pipeline and no buffer, and the bind-group
-//! cache stops growing over a long run. Before the pool took the lowest free id, ~290 of
-//! a step's 333 dispatches built a new bind group (docs/PERFORMANCE.md).
+//! pool hands a repeated step the same buffers (lowest free id, src/backend/wgpu/context.rs)
+//! and AdamW keeps the parameters in theirs (in place, optim.rs), so after warm-up a step
+//! builds no bind group, no pipeline and no buffer, and the bind-group cache stops
+//! growing over a long run. Before (LIFO pool, AdamW into new buffers) ~290 of a step's
+//! 333 dispatches built a new bind group (docs/PERFORMANCE.md).
 mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
