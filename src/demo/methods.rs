@@ -27,6 +27,8 @@ pub(super) struct Plan {
     batch: usize,
     /// LoRA towers.
     towers: &'static str,
+    /// LoRA rank (alpha is twice the rank, so the update's scale alpha/r stays 2).
+    rank: usize,
     /// None: the trainer's default for the method.
     lr: Option<f32>,
     /// The regularisers' weights (0: the plain method).
@@ -53,6 +55,7 @@ const fn plan(
         epochs,
         batch: 32,
         towers,
+        rank: 8,
         lr,
         kgcoop: 0.0,
         feature_preservation: 0.0,
@@ -71,10 +74,19 @@ const fn regularised(p: Plan, kgcoop: f32, feature_preservation: f32, min_steps:
     }
 }
 
-/// Feature-preservation weight of the regularised LoRA and full rows.
+/// Feature-preservation weight of the regularised full row.
 pub(super) const DEMO_FEATURE_PRESERVATION: f32 = 1.0;
-/// KgCoOp weight of the regularised CoOp row (the paper's 8).
-pub(super) const DEMO_KGCOOP: f32 = 8.0;
+/// The regularised LoRA row: rank 4 with feature preservation 2. Swept on this demo
+/// (README): at a fixed schedule a lower rank keeps more of the held-out accuracy for each
+/// point of target top-1 than a higher preservation weight does (rank 8 at weight 10:
+/// 37.7 % / 0.938; rank 4 at weight 2: 41.8 % / 0.985).
+pub(super) const DEMO_LORA_RANK: usize = 4;
+pub(super) const DEMO_LORA_FEATURE_PRESERVATION: f32 = 2.0;
+/// KgCoOp weight of the regularised CoOp row. Swept on this demo (README: 0.5 to 8, CoOp
+/// started from the model's "an emoji of"): 3 is the weight whose retention still meets the
+/// issue's 0.8 with the best top-1 at the demo's lr; the paper's (and `train`'s) 8 keeps
+/// 0.95 but halves what CoOp gains on the target.
+pub(super) const DEMO_KGCOOP: f32 = 3.0;
 
 // LoRA at 1e-3 and full fine-tuning at 1e-4: ten times the usual rates for large CLIPs,
 // which a small model trained from scratch takes in stride (at 1e-4 LoRA barely moves in
@@ -106,19 +118,22 @@ pub(super) const PLANS: [Plan; 10] = [
         "text,vision",
         Some(1e-3),
     ),
-    regularised(
-        plan(
-            "lora-both-fp",
-            "LoRA both + feature preservation",
-            Method::Lora,
-            30,
-            "text,vision",
-            Some(1e-3),
-        ),
-        0.0,
-        DEMO_FEATURE_PRESERVATION,
-        None,
-    ),
+    Plan {
+        rank: DEMO_LORA_RANK,
+        ..regularised(
+            plan(
+                "lora-both-fp",
+                "LoRA both (rank 4) + feature preservation",
+                Method::Lora,
+                30,
+                "text,vision",
+                Some(1e-3),
+            ),
+            0.0,
+            DEMO_LORA_FEATURE_PRESERVATION,
+            None,
+        )
+    },
     plan(
         "textual-inversion",
         "textual inversion",
@@ -181,8 +196,8 @@ fn train_args(c: &Ctx, plan: &Plan, out: &Path) -> Result<TrainArgs> {
         min_steps: plan.min_steps,
         ckpt_every: 0,
         lora: LoraConfig::parse(
-            8,
-            16.0,
+            plan.rank,
+            2.0 * plan.rank as f32,
             0.0,
             "q,v",
             if plan.towers.is_empty() { "text" } else { plan.towers },
@@ -324,7 +339,8 @@ pub(super) fn run_method(c: &Ctx, plan: &Plan, out: &Path) -> Result<(TrainSumma
                 None
             };
             let mut note = format!(
-                "rank 8 on q,v of the {} tower{}",
+                "rank {} on q,v of the {} tower{}",
+                plan.rank,
                 plan.towers.replace(',', " and "),
                 if plan.towers.contains(',') { "s" } else { "" }
             );

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::methods::{DEMO_FEATURE_PRESERVATION, DEMO_KGCOOP};
+use super::methods::{DEMO_FEATURE_PRESERVATION, DEMO_KGCOOP, DEMO_LORA_FEATURE_PRESERVATION, DEMO_LORA_RANK};
 use super::{DemoResult, DemoRow, MARKER, TARGET_TEMPLATE, TI_CLASS, TI_WORD};
 use crate::error::Result;
 use crate::report::chart::{inline_svg, render, BarChart, BarGroup, Figure, ScatterChart, ScatterPoint, PALETTE};
@@ -20,8 +20,9 @@ fn description(key: &str) -> String {
         "zero-shot" => format!(
             "Nothing. Each test image goes to the class whose prompt \"{TARGET_TEMPLATE}\" is closest in the shared embedding space."
         ),
-        "prompt" => "CoOp: 4 context vectors, initialised from \"a photo of a\" and shared by all classes, replace the \
-                     prompt's words; both encoders stay frozen. Retention applies the learned context to the held-out \
+        "prompt" => "CoOp: context vectors initialised from the words of the model's own template (cliptune-mini's \
+                     \"an emoji of {}.\": 3 vectors; \"a photo of a\" for a model without templates.txt) and \
+                     shared by all classes replace the prompt's words; both encoders stay frozen. Retention applies the learned context to the held-out \
                      class names, against the base model's own templates (the note gives the untrained \
                      initial prompt's ratio); retrieval captions do not pass through the context, so retrieval is \
                      unchanged."
@@ -38,17 +39,19 @@ fn description(key: &str) -> String {
             .into(),
         "lora-both" => "LoRA on the query and value projections of both towers.".into(),
         "lora-both-fp" => format!(
-            "LoRA on both towers with feature preservation (after LDIFS): the loss adds {DEMO_FEATURE_PRESERVATION} x the \
+            "Rank-{DEMO_LORA_RANK} LoRA (alpha {}) on both towers with feature preservation (after LDIFS): the loss adds \
+             {DEMO_LORA_FEATURE_PRESERVATION} x the \
              mean squared distance between the adapted and the frozen model's image and class-prompt embeddings on \
-             the training batch, so the update serves the target without moving what the model already knew."
+             the training batch, so the update serves the target without moving what the model already knew.",
+            2 * DEMO_LORA_RANK
         ),
         "prompt-kgcoop" => format!(
             "CoOp with the KgCoOp term: the loss adds {DEMO_KGCOOP} x the mean squared distance between the learned \
-             prompts' class embeddings and the hand-crafted \"{TARGET_TEMPLATE}\" ones (computed once by the frozen \
-             model), which keeps the context useful on classes it never saw."
+             prompts' class embeddings and the hand-crafted ones, the model's own template that CoOp starts from \
+             (computed once by the frozen model), which keeps the context useful on classes it never saw."
         ),
         "full-fp" => format!(
-            "Full fine-tuning with feature preservation (weight {DEMO_FEATURE_PRESERVATION}, as for LoRA), then \
+            "Full fine-tuning with feature preservation (weight {DEMO_FEATURE_PRESERVATION}), then \
              WiSE-FT halfway back to the base weights."
         ),
         "textual-inversion" => format!(
