@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::methods::{DEMO_FEATURE_PRESERVATION, DEMO_KGCOOP, DEMO_LORA_FEATURE_PRESERVATION, DEMO_LORA_RANK};
+use super::methods::{
+    DEMO_FEATURE_PRESERVATION, DEMO_FULL_WISE, DEMO_KGCOOP, DEMO_LORA_FEATURE_PRESERVATION, DEMO_LORA_RANK,
+};
 use super::{DemoResult, DemoRow, MARKER, TARGET_TEMPLATE, TI_CLASS, TI_WORD};
 use crate::error::Result;
 use crate::report::chart::{inline_svg, render, BarChart, BarGroup, Figure, ScatterChart, ScatterPoint, PALETTE};
@@ -52,7 +54,7 @@ fn description(key: &str) -> String {
         ),
         "full-fp" => format!(
             "Full fine-tuning with feature preservation (weight {DEMO_FEATURE_PRESERVATION}), then \
-             WiSE-FT halfway back to the base weights."
+             WiSE-FT: the weights averaged with alpha {DEMO_FULL_WISE} toward the fine-tuned ones."
         ),
         "textual-inversion" => format!(
             "One new word, {TI_WORD}, whose token embedding is the only thing trained: the {TI_CLASS} training \
