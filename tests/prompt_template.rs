@@ -140,3 +140,35 @@ fn a_bad_templates_txt_is_an_error_naming_it() {
         );
     }
 }
+
+#[test]
+fn the_binary_says_which_template_and_init_a_run_uses() {
+    let d = fresh("tmpl-cli");
+    let model = model_with_templates(&d, Some("a drawing of a {}.\n"));
+    let run = |out: &str, extra: &[&str]| {
+        let mut c = common::cli::bin();
+        c.args([
+            "train", "--device", "cpu", "--method", "prompt", "--epochs", "1", "--batch", "4",
+        ])
+        .args(["--min-steps", "0", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(fixture("data/classes"))
+        .arg("--out")
+        .arg(d.join(out))
+        .args(extra);
+        common::cli::run_ok(&mut c).1
+    };
+    common::cli::assert_contains(
+        &run("default", &[]),
+        &[
+            "template \"a drawing of a {}.\" (the model's templates.txt)",
+            "context init \"a drawing of a\"",
+            "KgCoOp weight 8 anchors to it",
+        ],
+    );
+    common::cli::assert_contains(
+        &run("plain", &["--ctx-init", "a photo of", "--kgcoop", "0"]),
+        &["context init \"a photo of\"", "KgCoOp off"],
+    );
+}
