@@ -14,8 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::late_loss::LateLoss;
 use super::run::{batches, read_state, write_state, Progress};
-use super::{check_loss, AdamW};
+use super::AdamW;
 use crate::adapt::lora::write_hf_weights;
 use crate::autograd::{Tape, Var};
 use crate::clip::config::ClipConfig;
@@ -334,7 +335,10 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
         evaluate(model, step, prog)
     };
 
-    let (mut first, mut last) = (f32::NAN, f32::NAN);
+    // Step s's loss is checked while step s+1 is recorded (see `late_loss`); it is settled
+    // before every save, evaluation and the interrupt, so nothing is written or measured
+    // after a step whose loss was not finite.
+    let mut losses = LateLoss::new();
     let mut step = start;
     let mut seen = 0;
     let mut heldout = None;
@@ -352,6 +356,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
                 break 'outer;
             }
             if let Some(why) = crate::cancel::stop_requested() {
+                losses.settle(&mut prog, &notes)?;
                 save(&model, &opt, step, &mut prog).map_err(|e| notes.non_finite(e, step))?;
                 return Err(notes.interrupted(why, step));
             }
@@ -376,26 +381,24 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             let (input, _) = tokenize(&model, &tok, &texts)?;
             let txt = model.text_features(&tape, &input)?.l2norm()?;
             let loss = Var::contrastive_loss(&img, &txt, &tape.param(&model.logit_scale))?;
-            let l = check_loss(&loss.value, step + 1).map_err(|e| notes.non_finite(e, step + 1))?;
-            if first.is_nan() {
-                first = l;
-            }
-            last = l;
             let grads = tape.backward(&loss)?;
             opt.step(&mut model.params_mut(), &grads)?;
             // CLIP's temperature clamp, on the device: reading the scale back would
             // wait for the GPU inside every step.
             model.logit_scale.value = model.logit_scale.value.clamp_max(MAX_LOGIT_SCALE)?;
-            prog.step(step, epoch, l, opt.lr)?;
+            losses.push((step, epoch, opt.lr), &loss.value, &mut prog, &notes)?;
             step += 1;
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {
+                losses.settle(&mut prog, &notes)?;
                 save(&model, &opt, step, &mut prog).map_err(|e| notes.non_finite(e, step))?;
                 notes.checkpointed(step);
             } else if a.eval_every > 0 && step % a.eval_every == 0 && step < total {
+                losses.settle(&mut prog, &notes)?;
                 evaluate(&model, step, &mut prog)?;
             }
         }
     }
+    losses.settle(&mut prog, &notes)?;
     if step > start || !a.out.join("model.safetensors").exists() {
         heldout = save(&model, &opt, step, &mut prog).map_err(|e| notes.non_finite(e, step))?;
     }
@@ -412,7 +415,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     }
     let seconds = t0.elapsed().as_secs_f32();
     let metrics = serde_json::json!({
-        "steps": step, "total_steps": total, "first_loss": first, "last_loss": last,
+        "steps": step, "total_steps": total, "first_loss": losses.first, "last_loss": losses.last,
         "parameters": parameters, "vocab": tok.vocab_size(), "images": n,
         "seconds_this_run": seconds,
         "heldout": a.heldout.as_ref().map(|h| h.display().to_string()),
@@ -426,8 +429,8 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
     write_atomic(&a.out.join(MARKER), &json_bytes(&marker))?;
     Ok(PretrainSummary {
         steps: step,
-        first_loss: first,
-        last_loss: last,
+        first_loss: losses.first,
+        last_loss: losses.last,
         parameters,
         vocab: tok.vocab_size(),
         seconds,
