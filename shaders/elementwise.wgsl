@@ -27,14 +27,24 @@ fn act_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
 // min(x, alpha), NaN kept (a clamp must not turn a diverged value into a finite one).
 // WGSL lets a compiler assume no NaN: on lavapipe `select(x, a, x > a)` returned `a`
 // for NaN (tests/kernel_elementwise.rs), so NaN is recognised from the bits.
+fn clamp_max_keep_nan(x: f32, hi: f32) -> f32 {
+    let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+    return select(x, hi, x > hi && !nan);
+}
+
 @compute @workgroup_size(256)
 fn clamp_max(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = flat_id(wg, nwg, li, 256u);
-    if (i < pm.n) {
-        let x = m_x[i];
-        let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-        m_out1[i] = select(x, pm.alpha, x > pm.alpha && !nan);
-    }
+    if (i < pm.n) { m_out1[i] = clamp_max_keep_nan(m_x[i], pm.alpha); }
+}
+
+// The same clamp over its own buffer (no input binding): a parameter clamped after each
+// update stays in one buffer, so the bind groups of the kernels that read it repeat.
+@group(0) @binding(1) var<storage, read_write> m_io: array<f32>;
+@compute @workgroup_size(256)
+fn clamp_max_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat_id(wg, nwg, li, 256u);
+    if (i < pm.n) { m_io[i] = clamp_max_keep_nan(m_io[i], pm.alpha); }
 }
 
 @compute @workgroup_size(256)

@@ -163,6 +163,34 @@ fn clamp_max_is_exact_and_keeps_nan() {
     assert!(e.contains("clamp_max"), "{e}");
 }
 
+/// `clamp_max_assign` gives `clamp_max`'s bits; on a GPU it overwrites a tensor nothing
+/// else holds (pretrain's temperature then keeps one buffer from step to step) and never
+/// one held elsewhere, whose values must not change.
+#[test]
+fn clamp_max_assign_overwrites_only_tensors_nothing_else_holds() {
+    let hi = 0.5f32;
+    let mut x = randn(&[257], 901);
+    x[7] = f32::NAN;
+    let bits = |t: &Tensor| -> Vec<u32> { t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect() };
+    let at = |t: &Tensor| std::ptr::from_ref(t.storage()) as usize;
+    for dev in [cpu(), gpu()] {
+        let name = dev.kind_name();
+        let want = bits(&Tensor::from_slice(&x, &[x.len()], &dev).unwrap().clamp_max(hi).unwrap());
+        let mut held = Tensor::from_slice(&x, &[x.len()], &dev).unwrap();
+        let other = held.clone();
+        let before = at(&held);
+        held.clamp_max_assign(hi).unwrap();
+        assert_ne!(at(&held), before, "{name}: a held tensor was overwritten");
+        assert_eq!(bits(&other), x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{name}");
+        assert_eq!(bits(&held), want, "{name}: held");
+        let mut own = Tensor::from_slice(&x, &[x.len()], &dev).unwrap();
+        let before = at(&own);
+        own.clamp_max_assign(hi).unwrap();
+        assert_eq!(at(&own) == before, name != "cpu", "{name}: in place only on a GPU");
+        assert_eq!(bits(&own), want, "{name}: in place");
+    }
+}
+
 #[test]
 fn sum_rows_matches_cpu() {
     for &(rows, cols) in &[(1usize, 1usize), (3, 5), (1600, 768), (5000, 3), (70_001, 1), (300, 17)] {

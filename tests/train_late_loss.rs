@@ -101,21 +101,22 @@ fn a_late_non_finite_loss_still_stops_before_saving() {
     assert_all_finite(&out);
 }
 
-/// `cliptune pretrain` on the GPU with the tiny config, 5 steps of 2 on four captions,
-/// no warmup, the given flags after the defaults.
-fn pretrain_gpu(d: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> std::process::Command {
+/// `cliptune pretrain` on the GPU with the tiny config, `steps` steps of 2 on four
+/// captions of one length (every batch has the same shapes), no warmup, then `extra`.
+fn pretrain_gpu(d: &std::path::Path, out: &std::path::Path, steps: usize, extra: &[&str]) -> std::process::Command {
     let data = caption_csv(
         d,
         &[
             (0, "a red square"),
             (1, "a green square"),
-            (0, "red again"),
-            (1, "green again"),
+            (0, "a red circle"),
+            (1, "a green circle"),
         ],
     );
+    let steps = steps.to_string();
     let mut c = bin();
     c.args(["pretrain", "--config", "cliptune-tiny", "--device", "gpu", "--batch", "2"])
-        .args(["--epochs", "3", "--max-steps", "5", "--warmup", "0"])
+        .args(["--epochs", &steps, "--max-steps", &steps, "--warmup", "0"])
         .args(["--template", "a photo of a {}."])
         .arg("--data")
         .arg(&data)
@@ -156,7 +157,7 @@ fn a_gpu_pretrain_step_reads_back_once_one_step_late() {
     let d = fresh("late-pretrain");
     let out = d.join("out");
     let args = ["--checkpoint-every", "1000"];
-    let err = ok(pretrain_gpu(&d, &out, &args).env("CLIPTUNE_GPU_STATS", "1"));
+    let err = ok(pretrain_gpu(&d, &out, 5, &args).env("CLIPTUNE_GPU_STATS", "1"));
     let ev = events(&err);
     let last = ev.iter().position(|e| *e == Event::Logged(5)).unwrap_or_else(|| panic!("step 5 not logged:\n{err}"));
     let reads: Vec<usize> = ev[..last]
@@ -218,14 +219,47 @@ fn a_diverging_gpu_pretrain_stops_naming_the_step() {
     let d = fresh("late-pretrain-nan");
     let out = d.join("out");
     let args = ["--lr", "1e4", "--checkpoint-every", "1"];
-    let err = fails(&mut pretrain_gpu(&d, &out, &args), 1);
+    let err = fails(&mut pretrain_gpu(&d, &out, 5, &args), 1);
     let named = format!("the last finite state is the checkpoint of step 1 in {}", out.display());
     assert_has(&err, &["stopped at step 2", &named]);
     assert!(out.join("model.safetensors").is_file(), "step 1's checkpoint is missing");
     assert_all_finite_f16(&out);
     let out = d.join("out-late");
     let args = ["--lr", "1e37", "--checkpoint-every", "1000"];
-    let err = fails(&mut pretrain_gpu(&d, &out, &args), 1);
+    let err = fails(&mut pretrain_gpu(&d, &out, 5, &args), 1);
     assert_has(&err, &["step 2: the loss is NaN", "stopped at step 2"]);
     assert_all_finite_f16(&out);
 }
+
+/// The number just before `what` in a `CLIPTUNE_GPU_STATS` line.
+fn stat(line: &str, what: &str) -> u64 {
+    let head = &line[..line.find(what).unwrap_or_else(|| panic!("no {what:?} in {line}"))];
+    head.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A long pretrain on the GPU stops making bind groups and buffers once its steps have
+/// been seen: AdamW and CLIP's temperature clamp write the parameters over their own
+/// buffers, so every step binds the same ones and the bind-group cache stays bounded.
+#[test]
+fn a_long_gpu_pretrain_keeps_its_bind_groups_bounded() {
+    let d = fresh("late-pretrain-long");
+    let out = d.join("out");
+    let steps = 30;
+    let err = ok(pretrain_gpu(&d, &out, steps, &["--checkpoint-every", "1000"]).env("CLIPTUNE_GPU_STATS", "1"));
+    let after = err.split("steps of 2\n").nth(1).expect("no pretrain header");
+    let per_step: Vec<(u64, u64, u64)> = after
+        .lines()
+        .take_while(|l| !l.starts_with(&format!("[pretrain] step {steps}/")))
+        .filter_map(|l| l.strip_prefix("gpu stats since last readback: "))
+        .filter(|l| stat(l, " dispatches") > 0)
+        .map(|l| (stat(l, " new bind groups"), stat(l, " new buffers"), stat(l, " bind groups cached")))
+        .collect();
+    assert_eq!(per_step.len(), steps, "one readback per step:\n{err}");
+    let warm = &per_step[10..];
+    assert!(
+        warm.iter().all(|&(bind_groups, buffers, _)| bind_groups == 0 && buffers == 0),
+        "steps 11-{steps} made bind groups or buffers (new bind groups, new buffers, cached): {per_step:?}"
+    );
+    assert!(warm.iter().all(|s| s.2 == warm[0].2), "the cache grew: {per_step:?}");
+}
+

@@ -151,6 +151,19 @@ impl Tensor {
         f32_only("clamp_max", self)?;
         self.device().backend().clamp_max(self, hi)
     }
+    /// `*self = self.clamp_max(hi)`, the same bits; on a GPU written over its own buffer
+    /// when nothing else holds it (a parameter clamped after each update keeps its buffer,
+    /// so the bind groups that read it repeat instead of growing with new buffers).
+    pub fn clamp_max_assign(&mut self, hi: f32) -> Result<()> {
+        f32_only("clamp_max", self)?;
+        if let crate::Device::Gpu(g) = self.device() {
+            if self.dtype() == DType::F32 && self.storage_is_unique() {
+                return g.clamp_max_in_place(self, hi);
+            }
+        }
+        *self = self.clamp_max(hi)?;
+        Ok(())
+    }
     pub fn scale(&self, alpha: f32) -> Result<Tensor> {
         self.affine(alpha, 0.0)
     }

@@ -385,7 +385,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<PretrainSummary> {
             opt.step(&mut model.params_mut(), &grads)?;
             // CLIP's temperature clamp, on the device: reading the scale back would
             // wait for the GPU inside every step.
-            model.logit_scale.value = model.logit_scale.value.clamp_max(MAX_LOGIT_SCALE)?;
+            model.logit_scale.value.clamp_max_assign(MAX_LOGIT_SCALE)?;
             losses.push((step, epoch, opt.lr), &loss.value, &mut prog, &notes)?;
             step += 1;
             if a.ckpt_every > 0 && step % a.ckpt_every == 0 && step < total {

@@ -180,6 +180,27 @@ pub fn clamp_max(g: &GpuBackend, x: &Tensor, hi: f32) -> Result<Tensor> {
     map(g, "clamp_max", "clamp_max", x, None, p)
 }
 
+impl GpuBackend {
+    /// [`clamp_max`] written over `x`'s own buffer. Only for a tensor nothing else holds
+    /// (`Tensor::clamp_max_assign` checks): anyone else would see its values change.
+    pub fn clamp_max_in_place(&self, x: &Tensor, hi: f32) -> Result<()> {
+        let op = "clamp_max_inplace";
+        if x.dtype() != DType::F32 || !x.storage_is_unique() {
+            return Err(Error::invalid(format!(
+                "{op}: needs an f32 tensor nothing else holds, got {x:?}"
+            )));
+        }
+        let p = MapP {
+            alpha: hi,
+            ..map_p(n32(op, x.numel())?, 0)
+        };
+        if p.n == 0 {
+            return Ok(());
+        }
+        self.dispatch(WGSL, op, &p, &[], &[x.gpu(op)?], grid_1d(p.n as usize, WG))
+    }
+}
+
 pub fn mul_scalar_tensor(g: &GpuBackend, x: &Tensor, s: &Tensor) -> Result<Tensor> {
     check_mul_scalar(s)?;
     let n = n32("mul_scalar_tensor", x.numel())?;
