@@ -202,6 +202,60 @@ fn resume_continues_bit_for_bit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The steps in a pretrain log, in order.
+fn logged_steps(out: &Path) -> Vec<u64> {
+    std::fs::read_to_string(out.join("pretrain_log.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64())
+        .collect()
+}
+
+/// A caller's stop lands between steps while the last step's loss is still pending (it is
+/// looked at one step late): the loop settles it first, so the log holds every step up to
+/// the interrupt once, and `--resume` reaches the uninterrupted run's bytes.
+#[test]
+fn an_interrupted_pretrain_logs_its_last_step_and_resumes_bit_for_bit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tmp("interrupt");
+    let data = corpus(&dir.join("data"));
+    pretrain(args(&data, &dir.join("whole"))).unwrap();
+    let split = dir.join("split");
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    // Stop once two steps are logged, from another thread, as a Ctrl-C would.
+    let watcher = {
+        let (flag, log) = (flag.clone(), split.join("pretrain_log.jsonl"));
+        std::thread::spawn(move || {
+            for _ in 0..60_000 {
+                let lines = std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
+                if lines >= 2 {
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let e = cliptune::cancel::scoped(flag, || pretrain(args(&data, &split)))
+        .err()
+        .expect("the run was not interrupted")
+        .to_string();
+    watcher.join().unwrap();
+    let steps = logged_steps(&split);
+    let s = steps.len() as u64;
+    assert!(s < 60, "interrupted after the last step");
+    assert_eq!(steps, (1..=s).collect::<Vec<_>>(), "each step up to the interrupt logged once");
+    assert!(e.contains(&format!("interrupted after step {s};")), "{e}");
+    let mut c = args(&data, &split);
+    c.resume = true;
+    assert_eq!(pretrain(c).unwrap().steps, 60);
+    assert_eq!(logged_steps(&split), (1..=60).collect::<Vec<_>>());
+    let whole = std::fs::read(dir.join("whole/trainer_state.safetensors")).unwrap();
+    let resumed = std::fs::read(split.join("trainer_state.safetensors")).unwrap();
+    assert!(whole == resumed, "resumed state differs from the uninterrupted run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn user_errors_are_clear() {
     let dir = tmp("errors");
