@@ -200,7 +200,7 @@ fn unknown_columns_list_found_and_accepted_names() {
     let f = write(&dir, "m.tsv", "filepath\tnegatives\na.png\tx\n");
     assert_contains(
         &err_msg(load_captions(&f)),
-        &["m.tsv:1", "no a caption column", "'filepath', 'negatives'"],
+        &["m.tsv:1", "has no caption column", "'filepath', 'negatives'"],
     );
     let f = write(&dir, "d.csv", "image,filepath,caption\na.png,a.png,x\n");
     assert_contains(&err_msg(load_captions(&f)), &["d.csv:1", "same field"]);
