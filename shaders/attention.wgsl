@@ -9,7 +9,8 @@
 // kernel), TPR threads per row; thread `sub` of a row keeps dims sub, sub+TPR, ... of
 // its row and accumulators in registers. The other operand streams through workgroup
 // memory T rows at a time. A dot product is split across the TPR threads of a row and
-// summed through workgroup memory (no subgroups: naga rejects the directive). Scores
+// summed through workgroup memory (attention.rs generates a subgroup-shuffle variant of
+// this file for adapters with subgroups; naga takes the builtins without the directive). Scores
 // never touch global memory; P is recomputed from lse in the backward kernels, and
 // each kernel owns its output rows, so no atomics are needed.
 struct Params { batch: u32, seq: u32, heads: u32, dh: u32, causal: u32, scale: f32, ny: u32, pad: u32 }

@@ -238,3 +238,30 @@ fn empty_shapes_give_empty_outputs() {
         }
     }
 }
+
+/// Which tiled kernels ran above: on Vulkan (lavapipe offers subgroups) the dot products are
+/// summed by subgroup shuffles, on GL (no subgroups there) through workgroup memory, so
+/// `wgpu_forward_and_backward_match_cpu` checks both paths across the two CI backends.
+#[test]
+fn tiled_attention_sums_by_subgroups_where_the_adapter_has_them() {
+    let dev = gpu();
+    let cliptune::backend::Device::Gpu(g) = &dev else {
+        panic!("the WGSL device is not a GPU device")
+    };
+    let uses = cliptune::backend::wgpu::attention_uses_subgroups(g);
+    let offered = g.features.contains(wgpu::Features::SUBGROUP);
+    eprintln!(
+        "adapter {}: subgroups offered {offered}, used by attention {uses}",
+        dev.name()
+    );
+    match gpu_api() {
+        Some(cliptune::backend::GpuApi::Gl) => assert!(!uses && !offered, "GL has no subgroups"),
+        Some(cliptune::backend::GpuApi::Vulkan) => {
+            assert!(
+                uses,
+                "lavapipe offers subgroups: the subgroup kernels must be the ones under test"
+            )
+        }
+        _ => assert!(!uses || offered, "subgroup kernels on an adapter without subgroups"),
+    }
+}

@@ -181,7 +181,11 @@ fn clamp_max_assign_overwrites_only_tensors_nothing_else_holds() {
         let before = at(&held);
         held.clamp_max_assign(hi).unwrap();
         assert_ne!(at(&held), before, "{name}: a held tensor was overwritten");
-        assert_eq!(bits(&other), x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{name}");
+        assert_eq!(
+            bits(&other),
+            x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{name}"
+        );
         assert_eq!(bits(&held), want, "{name}: held");
         let mut own = Tensor::from_slice(&x, &[x.len()], &dev).unwrap();
         let before = at(&own);

@@ -244,7 +244,11 @@ fn an_interrupted_pretrain_logs_its_last_step_and_resumes_bit_for_bit() {
     let steps = logged_steps(&split);
     let s = steps.len() as u64;
     assert!(s < 60, "interrupted after the last step");
-    assert_eq!(steps, (1..=s).collect::<Vec<_>>(), "each step up to the interrupt logged once");
+    assert_eq!(
+        steps,
+        (1..=s).collect::<Vec<_>>(),
+        "each step up to the interrupt logged once"
+    );
     assert!(e.contains(&format!("interrupted after step {s};")), "{e}");
     let mut c = args(&data, &split);
     c.resume = true;

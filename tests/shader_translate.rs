@@ -190,3 +190,30 @@ fn requirements_are_read_from_the_shaders() {
         "{why}"
     );
 }
+
+/// The subgroup variant of the tiled attention kernels (generated from attention.wgsl at
+/// run time) translates for the APIs that offer subgroups: SPIR-V, MSL and HLSL. GL
+/// adapters offer none, so the variant is never built there and GLSL ES is not asked.
+#[test]
+fn the_subgroup_attention_variant_translates_for_vulkan_metal_and_dx12() {
+    let body = cliptune::backend::wgpu::attention_subgroup_source();
+    assert!(
+        body.contains("subgroupShuffleXor") && !body.contains("part_a[(r * T"),
+        "the variant was not generated"
+    );
+    let src = format!("{COMMON_WGSL}\n{body}");
+    let module = naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("subgroup attention: WGSL parse error:\n{}", e.emit_to_string(&src)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("subgroup attention: validation error:\n{}", e.emit_to_string(&src)));
+    let mut failures = vec![];
+    for entry in ["attn_fwd", "attn_bwd_dq", "attn_bwd_dkv"] {
+        failures.extend(
+            translate("subgroup attention", &module, &info, entry)
+                .into_iter()
+                .filter(|f| !f.contains("-> GLSL ES 3.1")),
+        );
+    }
+    assert!(failures.is_empty(), "translation failures:\n{}", failures.join("\n"));
+}

@@ -115,14 +115,22 @@ fn pretrain_gpu(d: &std::path::Path, out: &std::path::Path, steps: usize, extra:
     );
     let steps = steps.to_string();
     let mut c = bin();
-    c.args(["pretrain", "--config", "cliptune-tiny", "--device", "gpu", "--batch", "2"])
-        .args(["--epochs", &steps, "--max-steps", &steps, "--warmup", "0"])
-        .args(["--template", "a photo of a {}."])
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(out)
-        .args(extra);
+    c.args([
+        "pretrain",
+        "--config",
+        "cliptune-tiny",
+        "--device",
+        "gpu",
+        "--batch",
+        "2",
+    ])
+    .args(["--epochs", &steps, "--max-steps", &steps, "--warmup", "0"])
+    .args(["--template", "a photo of a {}."])
+    .arg("--data")
+    .arg(&data)
+    .arg("--out")
+    .arg(out)
+    .args(extra);
     c
 }
 
@@ -139,7 +147,9 @@ fn events(stderr: &str) -> Vec<Event> {
     after
         .lines()
         .filter_map(|l| match l.strip_prefix("gpu stats since last readback: ") {
-            Some(r) => Some(r.split(' ').next().unwrap().parse().unwrap()).filter(|&n| n > 0).map(Event::Read),
+            Some(r) => Some(r.split(' ').next().unwrap().parse().unwrap())
+                .filter(|&n| n > 0)
+                .map(Event::Read),
             None => l
                 .strip_prefix("[pretrain] step ")
                 .map(|r| Event::Logged(r.split('/').next().unwrap().parse().unwrap())),
@@ -159,7 +169,10 @@ fn a_gpu_pretrain_step_reads_back_once_one_step_late() {
     let args = ["--checkpoint-every", "1000"];
     let err = ok(pretrain_gpu(&d, &out, 5, &args).env("CLIPTUNE_GPU_STATS", "1"));
     let ev = events(&err);
-    let last = ev.iter().position(|e| *e == Event::Logged(5)).unwrap_or_else(|| panic!("step 5 not logged:\n{err}"));
+    let last = ev
+        .iter()
+        .position(|e| *e == Event::Logged(5))
+        .unwrap_or_else(|| panic!("step 5 not logged:\n{err}"));
     let reads: Vec<usize> = ev[..last]
         .iter()
         .filter_map(|e| match e {
@@ -169,8 +182,14 @@ fn a_gpu_pretrain_step_reads_back_once_one_step_late() {
         .collect();
     assert_eq!(reads.len(), 5, "one readback per step, {reads:?}\n{err}");
     let warm = reads[1];
-    assert!(reads[1..].iter().all(|&n| n == warm), "warm steps differ: {reads:?}\n{err}");
-    assert!(reads[0] >= warm, "the first step's read holds part of a step: {reads:?}\n{err}");
+    assert!(
+        reads[1..].iter().all(|&n| n == warm),
+        "warm steps differ: {reads:?}\n{err}"
+    );
+    assert!(
+        reads[0] >= warm,
+        "the first step's read holds part of a step: {reads:?}\n{err}"
+    );
     // Step s is logged after step s+1's read started, and each step once.
     let logged: Vec<usize> = ev
         .iter()
@@ -180,11 +199,19 @@ fn a_gpu_pretrain_step_reads_back_once_one_step_late() {
         })
         .collect();
     assert_eq!(logged, [1, 2, 3, 4, 5], "{err}");
-    assert_eq!(ev[..3], [Event::Read(reads[0]), Event::Read(warm), Event::Logged(1)], "{err}");
+    assert_eq!(
+        ev[..3],
+        [Event::Read(reads[0]), Event::Read(warm), Event::Logged(1)],
+        "{err}"
+    );
     let log = std::fs::read_to_string(out.join("pretrain_log.jsonl")).unwrap();
     let steps: Vec<u64> = log
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(steps, [1, 2, 3, 4, 5], "every step logged once:\n{log}");
 }
@@ -222,7 +249,10 @@ fn a_diverging_gpu_pretrain_stops_naming_the_step() {
     let err = fails(&mut pretrain_gpu(&d, &out, 5, &args), 1);
     let named = format!("the last finite state is the checkpoint of step 1 in {}", out.display());
     assert_has(&err, &["stopped at step 2", &named]);
-    assert!(out.join("model.safetensors").is_file(), "step 1's checkpoint is missing");
+    assert!(
+        out.join("model.safetensors").is_file(),
+        "step 1's checkpoint is missing"
+    );
     assert_all_finite_f16(&out);
     let out = d.join("out-late");
     let args = ["--lr", "1e37", "--checkpoint-every", "1000"];
@@ -252,14 +282,20 @@ fn a_long_gpu_pretrain_keeps_its_bind_groups_bounded() {
         .take_while(|l| !l.starts_with(&format!("[pretrain] step {steps}/")))
         .filter_map(|l| l.strip_prefix("gpu stats since last readback: "))
         .filter(|l| stat(l, " dispatches") > 0)
-        .map(|l| (stat(l, " new bind groups"), stat(l, " new buffers"), stat(l, " bind groups cached")))
+        .map(|l| {
+            (
+                stat(l, " new bind groups"),
+                stat(l, " new buffers"),
+                stat(l, " bind groups cached"),
+            )
+        })
         .collect();
     assert_eq!(per_step.len(), steps, "one readback per step:\n{err}");
     let warm = &per_step[10..];
     assert!(
-        warm.iter().all(|&(bind_groups, buffers, _)| bind_groups == 0 && buffers == 0),
+        warm.iter()
+            .all(|&(bind_groups, buffers, _)| bind_groups == 0 && buffers == 0),
         "steps 11-{steps} made bind groups or buffers (new bind groups, new buffers, cached): {per_step:?}"
     );
     assert!(warm.iter().all(|s| s.2 == warm[0].2), "the cache grew: {per_step:?}");
 }
-

@@ -34,10 +34,10 @@ pub fn run(json: bool) -> Result<()> {
             .iter()
             .map(|a| {
                 format!(
-                    "{{\"name\":\"{}\",\"backend\":\"{}\",\"type\":\"{}\",\"driver\":\"{}\",\"software\":{},\"compute_shaders\":{},\"max_storage_binding\":{},\"max_buffer\":{},\"max_storage_buffers_per_stage\":{},\"max_workgroup_size\":[{},{},{}],\"max_workgroup_invocations\":{},\"max_shared_memory\":{},\"unsupported_families\":{}}}",
+                    "{{\"name\":\"{}\",\"backend\":\"{}\",\"type\":\"{}\",\"driver\":\"{}\",\"software\":{},\"compute_shaders\":{},\"max_storage_binding\":{},\"max_buffer\":{},\"max_storage_buffers_per_stage\":{},\"max_workgroup_size\":[{},{},{}],\"max_workgroup_invocations\":{},\"max_shared_memory\":{},\"shader_f16\":{},\"subgroups\":{},\"timestamp_queries\":{},\"unsupported_families\":{}}}",
                     esc(&a.name), a.backend, a.device_type, esc(&a.driver), a.software, a.compute_shaders, a.max_storage_binding, a.max_buffer,
                     a.max_storage_buffers_per_stage, a.max_workgroup_size[0], a.max_workgroup_size[1], a.max_workgroup_size[2],
-                    a.max_workgroup_invocations, a.max_shared_memory, families_json(a)
+                    a.max_workgroup_invocations, a.max_shared_memory, a.shader_f16, a.subgroups, a.timestamps, families_json(a)
                 )
             })
             .collect();
@@ -78,6 +78,13 @@ pub fn run(json: bool) -> Result<()> {
             a.max_workgroup_size[2],
             a.max_workgroup_invocations,
             a.max_shared_memory >> 10
+        );
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        println!(
+            "  optional features: shader f16 {}; subgroups {}; timestamp queries {}",
+            yn(a.shader_f16),
+            yn(a.subgroups),
+            yn(a.timestamps)
         );
         let ok: Vec<&str> = a.families.iter().filter(|(_, v)| v.is_ok()).map(|(f, _)| *f).collect();
         println!(

@@ -23,6 +23,11 @@ pub struct AdapterReport {
     pub families: Vec<(&'static str, std::result::Result<(), String>)>,
     /// Per fast variant: used here, or why not (the family's plain kernel runs instead).
     pub fast_variants: Vec<(&'static str, std::result::Result<(), String>)>,
+    /// The optional wgpu features our device asks for, as offered here: f16 in shaders,
+    /// subgroup operations, timestamp queries (`bench`'s `gpu_ms`).
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamps: bool,
 }
 
 fn instance() -> wgpu::Instance {
@@ -102,6 +107,9 @@ pub fn list_adapters() -> Vec<AdapterReport> {
                 software: is_software(&info),
                 families: requirements::family_support(&l, compute),
                 fast_variants: requirements::fast_variant_support(&l, compute),
+                shader_f16: a.features().contains(wgpu::Features::SHADER_F16),
+                subgroups: a.features().contains(wgpu::Features::SUBGROUP),
+                timestamps: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
             }
         })
         .collect()

@@ -52,6 +52,9 @@ pub struct GpuBackend {
     pub(super) uniforms: wgpu::Buffer,
     pub(super) slot: u64,
     pub(super) trusted: bool,
+    /// The tiled attention kernels sum through subgroup shuffles (attention.rs,
+    /// `uses_subgroups`).
+    pub(super) subgroups: bool,
     /// `CLIPTUNE_GPU_DISPATCH=legacy`: the old per-dispatch path (a new uniform buffer,
     /// bind group and compute pass per dispatch, bounds-checked shaders), kept to
     /// measure the dispatch path against (docs/PERFORMANCE.md).
@@ -261,6 +264,12 @@ impl GpuBackend {
         let legacy = std::env::var("CLIPTUNE_GPU_DISPATCH").as_deref() == Ok("legacy");
         // CLIPTUNE_GPU_CHECKED=1 keeps naga's bounds checks (debugging a kernel).
         let trusted = !legacy && std::env::var("CLIPTUNE_GPU_CHECKED").map_or(true, |v| v != "1");
+        // A row's 4 lanes must share a subgroup and the 64-thread workgroup must be whole
+        // subgroups; CLIPTUNE_GPU_SUBGROUPS=0 keeps the workgroup-memory kernels.
+        let subgroups = wanted.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 4
+            && info.subgroup_max_size <= 64
+            && std::env::var("CLIPTUNE_GPU_SUBGROUPS").map_or(true, |v| v != "0");
         let context = Arc::new(ContextLock::new(info.backend == wgpu::Backend::Gl));
         Ok(Arc::new_cyclic(|me| GpuBackend {
             me: me.clone(),
@@ -278,6 +287,7 @@ impl GpuBackend {
             uniforms,
             slot,
             trusted,
+            subgroups,
             legacy,
             pool: Pool::default(),
             pending: Mutex::new(Pending::default()),

@@ -17,6 +17,7 @@ mod readback;
 pub mod requirements;
 
 pub use adapters::{compiled_apis, list_adapters, AdapterReport};
+pub use attention::{subgroup_wgsl as attention_subgroup_source, uses_subgroups as attention_uses_subgroups};
 pub use context::{grid_1d, GpuBackend, GpuStats, GpuStorage, MAX_GROUPS};
 pub use matmul::{matmul_variant, variant_sources as matmul_variant_sources, MatmulVariant};
 pub use readback::PendingRead;
