@@ -16,6 +16,14 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
+// (p', m', v') of one element with the (already scaled) gradient g: the arithmetic both
+// entry points share, so the in-place update stays bit for bit the copying one.
+fn adamw_update(param: f32, g: f32, m_old: f32, v_old: f32) -> vec3<f32> {
+    let m = p.beta1 * m_old + (1.0 - p.beta1) * g;
+    let v = p.beta2 * v_old + (1.0 - p.beta2) * g * g;
+    return vec3<f32>(param * p.decay - p.step_size * m / (sqrt(v) / p.bc2_sqrt + p.eps), m, v);
+}
+
 @group(0) @binding(1) var<storage, read> a_param: array<f32>;
 @group(0) @binding(2) var<storage, read> a_grad: array<f32>;
 @group(0) @binding(3) var<storage, read> a_m: array<f32>;
@@ -35,16 +43,15 @@ fn adamw(
     if (i >= p.n) { return; }
     var g = a_grad[i];
     if (p.has_scale != 0u) { g = g * a_scale[0]; }
-    let m = p.beta1 * a_m[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * a_v[i] + (1.0 - p.beta2) * g * g;
-    a_param_out[i] = a_param[i] * p.decay - p.step_size * m / (sqrt(v) / p.bc2_sqrt + p.eps);
-    a_m_out[i] = m;
-    a_v_out[i] = v;
+    let u = adamw_update(a_param[i], g, a_m[i], a_v[i]);
+    a_param_out[i] = u.x;
+    a_m_out[i] = u.y;
+    a_v_out[i] = u.z;
 }
 
 // The same update written over the parameter and its moments, when nothing else holds
 // them (optim.rs): a training step then keeps its parameters in the same buffers, so
-// its bind groups repeat step after step. Same arithmetic as `adamw`, bit for bit.
+// its bind groups repeat step after step. Same arithmetic as `adamw` (`adamw_update`).
 @group(0) @binding(1) var<storage, read> w_grad: array<f32>;
 @group(0) @binding(2) var<storage, read> w_scale: array<f32>; // read only when has_scale
 @group(0) @binding(3) var<storage, read_write> w_param: array<f32>;
@@ -61,11 +68,10 @@ fn adamw_inplace(
     if (i >= p.n) { return; }
     var g = w_grad[i];
     if (p.has_scale != 0u) { g = g * w_scale[0]; }
-    let m = p.beta1 * w_m[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * w_v[i] + (1.0 - p.beta2) * g * g;
-    w_param[i] = w_param[i] * p.decay - p.step_size * m / (sqrt(v) / p.bc2_sqrt + p.eps);
-    w_m[i] = m;
-    w_v[i] = v;
+    let u = adamw_update(w_param[i], g, w_m[i], w_v[i]);
+    w_param[i] = u.x;
+    w_m[i] = u.y;
+    w_v[i] = u.z;
 }
 
 @group(0) @binding(1) var<storage, read> c_sumsq: array<f32>;

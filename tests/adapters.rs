@@ -19,6 +19,7 @@ use cliptune::Tensor;
 
 mod common;
 use common::cli::{bin, fixtures, fresh as tmp, run_err, run_ok};
+use common::{max_abs, read_f32};
 
 fn hf_dir() -> PathBuf {
     fixtures().join("tiny-clip/hf")
@@ -31,33 +32,6 @@ fn fc1_dir() -> PathBuf {
 }
 fn image(name: &str) -> PathBuf {
     fixtures().join("preprocess/inputs").join(name)
-}
-
-fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let v = st
-        .tensor(name)
-        .unwrap_or_else(|_| panic!("{}: no tensor {name}", path.display()));
-    let vals = match v.dtype() {
-        safetensors::Dtype::F32 => v
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        safetensors::Dtype::I32 => v
-            .data()
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
-        d => panic!("unexpected dtype {d:?}"),
-    };
-    (v.shape().to_vec(), vals)
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -1,10 +1,10 @@
 //! The CLIP commands end to end through the binary: tokenize, embed, zero-shot, and
 //! the errors a user can cause (one clear line, exit code 1, never a panic).
-use std::path::Path;
 use std::process::Command;
 
 mod common;
 use common::cli::{bin, fixtures, fresh as tmp, run_err};
+use common::read_f32;
 
 use cliptune::backend::Device;
 use cliptune::tensor::io::write_safetensors;
@@ -13,19 +13,6 @@ use cliptune::Tensor;
 /// The command must succeed; its stdout.
 fn run_ok(c: &mut Command) -> String {
     common::cli::run_ok(c).0
-}
-
-fn read_f32(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let v = st.tensor(name).unwrap();
-    (
-        v.shape().to_vec(),
-        v.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-    )
 }
 
 #[test]

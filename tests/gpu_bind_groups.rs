@@ -6,7 +6,6 @@
 //! 333 dispatches built a new bind group (docs/PERFORMANCE.md).
 mod common;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use cliptune::adapt::lora::{self, LoraConfig, LoraTarget, Tower};
 use cliptune::autograd::{Tape, Var};
@@ -15,33 +14,13 @@ use cliptune::clip::{Clip, TextInput, WeightStorage};
 use cliptune::nn::Module;
 use cliptune::train::AdamW;
 use cliptune::Tensor;
+use common::cli::fixtures;
 use common::*;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 /// Pixels and HF token ids of the tiny model's goldens, on the host.
 fn inputs() -> (Vec<usize>, Vec<f32>, TextInput) {
-    let bytes = std::fs::read(fixtures().join("tiny-clip/goldens.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |name: &str| -> (Vec<usize>, Vec<f32>) {
-        let v = st.tensor(name).unwrap();
-        let vals = match v.dtype() {
-            safetensors::Dtype::F32 => v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            safetensors::Dtype::I32 => v
-                .data()
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            d => panic!("unexpected dtype {d:?} for {name}"),
-        };
-        (v.shape().to_vec(), vals)
-    };
+    let gold = fixtures().join("tiny-clip/goldens.safetensors");
+    let f32s = |name: &str| read_f32(&gold, name);
     let (pshape, pixels) = f32s("pixel_values");
     let (tshape, ids) = f32s("input_ids_hf");
     let (n, len) = (pshape[0], tshape[1]);

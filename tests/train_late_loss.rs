@@ -16,6 +16,19 @@ fn train_gpu(data: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> s
 
 /// The dispatch counts of the `CLIPTUNE_GPU_STATS` lines (one line per readback) after
 /// the training header.
+/// The `"step"` of every line of a JSONL training log, in order.
+fn logged_steps(log: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
 fn readbacks(stderr: &str) -> Vec<usize> {
     let after = stderr
         .split("trainable parameters, lr")
@@ -63,15 +76,7 @@ fn a_gpu_training_step_reads_back_once() {
         let most = *counts.iter().max().expect("no GPU readbacks reported");
         let big = counts.iter().filter(|&&c| 2 * c >= most).count();
         assert_eq!(big, steps, "{method}: readbacks per step {counts:?}\n{err}");
-        let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
-        let logged: Vec<u64> = log
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
+        let logged = logged_steps(&out.join("train_log.jsonl"));
         assert_eq!(
             logged,
             (1..=steps as u64).collect::<Vec<_>>(),
@@ -204,16 +209,14 @@ fn a_gpu_pretrain_step_reads_back_once_one_step_late() {
         [Event::Read(reads[0]), Event::Read(warm), Event::Logged(1)],
         "{err}"
     );
-    let log = std::fs::read_to_string(out.join("pretrain_log.jsonl")).unwrap();
-    let steps: Vec<u64> = log
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(steps, [1, 2, 3, 4, 5], "every step logged once:\n{log}");
+    let log = out.join("pretrain_log.jsonl");
+    let steps = logged_steps(&log);
+    assert_eq!(
+        steps,
+        [1, 2, 3, 4, 5],
+        "every step logged once:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
 }
 
 /// Every safetensors file in `dir` finite, f16 ones too (pretrain writes its model as f16).

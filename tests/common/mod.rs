@@ -148,3 +148,27 @@ pub fn param_bits(model: &cliptune::clip::Clip) -> Vec<(String, Vec<u32>)> {
         })
         .collect()
 }
+
+/// Tensor `name` of a safetensors file as f32 values with its shape (F32 and I32 stored;
+/// the goldens keep token ids as I32).
+pub fn read_f32(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let v = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("{}: no tensor {name}", path.display()));
+    let vals = match v.dtype() {
+        safetensors::Dtype::F32 => v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        safetensors::Dtype::I32 => v
+            .data()
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        d => panic!("{}: unexpected dtype {d:?} for {name}", path.display()),
+    };
+    (v.shape().to_vec(), vals)
+}
