@@ -11,6 +11,8 @@ const MINI_FILES: &[&str] = &[
     "templates.txt",
     "heldout.png",
     "heldout.json",
+    "reference.png",
+    "reference.json",
 ];
 
 fn main() {

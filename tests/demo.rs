@@ -99,6 +99,26 @@ fn tiny_pretrained(dir: &Path, sheet: &Path) -> PathBuf {
     out
 }
 
+/// A general sheet for the regularised rows' reference term: other classes than the
+/// held-out sheet's, with captions.
+fn reference(dir: &Path) -> PathBuf {
+    let classes = common::strings(&["sun", "boat", "apple", "tree"]);
+    let (mut items, mut images) = (vec![], vec![]);
+    for (i, name) in classes.iter().enumerate() {
+        let v = 50 * i as u8;
+        images.push(DynamicImage::ImageRgb8(RgbImage::from_fn(32, 32, |x, y| {
+            Rgb([v, 255 - v, ((x * y) % 256) as u8])
+        })));
+        items.push(SpriteItem {
+            label: i,
+            captions: vec![format!("a {name}.")],
+        });
+    }
+    let p = dir.join("reference.json");
+    write_sprite_sheet(&p, &SpriteSheet::new(classes, items, images, 2).unwrap()).unwrap();
+    p
+}
+
 fn args(out: PathBuf, heldout: PathBuf) -> DemoArgs {
     let mut a = DemoArgs::new(out);
     a.model = Some(common::tiny_model_dir());
@@ -124,6 +144,7 @@ fn every_method_runs_and_the_report_is_written() {
     let sheet = heldout(&dir);
     let mut a = args(out.clone(), sheet.clone());
     a.model = Some(tiny_pretrained(&dir, &sheet));
+    a.reference = Some(reference(&dir));
     let t0 = std::time::Instant::now();
     let r = run_demo(&a).unwrap();
     eprintln!("demo on the tiny pretrained model: {:.1}s", t0.elapsed().as_secs_f32());
@@ -181,6 +202,17 @@ fn every_method_runs_and_the_report_is_written() {
     for k in ["prompt", "prompt-kgcoop", "linear-probe", "textual-inversion"] {
         assert_eq!(row(k).retrieval_retention, 1.0, "{k}");
     }
+    // The regularised rows used the reference set.
+    assert!(
+        row("prompt-kgcoop").note.contains("reference set's names"),
+        "{}",
+        row("prompt-kgcoop").note
+    );
+    assert!(
+        row("lora-both-fp").note.contains("reference set's"),
+        "{}",
+        row("lora-both-fp").note
+    );
     assert_eq!(row("linear-probe").zero_shot_retention, 1.0);
     assert_eq!(row("textual-inversion").zero_shot_retention, 1.0);
     assert!(r.ti.before.is_finite() && r.ti.after.is_finite());
@@ -248,8 +280,15 @@ fn every_method_runs_and_the_report_is_written() {
     let e = run_demo(&a).err().expect("an unknown --methods key").to_string();
     assert!(e.contains("nonsense") && e.contains("lora-both-fp"), "{e}");
     assert!(out.join("stale.txt").exists(), "the refused run touched the report");
+    a.methods = Some(vec!["prompt-kgcoop".into()]);
+    a.reference = Some(dir.join("missing.json"));
+    let e = run_demo(&a).err().expect("a missing --reference").to_string();
+    assert!(e.contains("--reference") && e.contains("missing.json"), "{e}");
     a.methods = None;
-    run_demo(&a).unwrap();
+    a.reference = None;
+    let r = run_demo(&a).unwrap();
+    let kg = r.rows.iter().find(|x| x.key == "prompt-kgcoop").unwrap();
+    assert!(!kg.note.contains("reference"), "no reference set, yet: {}", kg.note);
     assert!(!out.join("stale.txt").exists() && out.join(MARKER).is_file());
     let left: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()

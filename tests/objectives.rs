@@ -290,14 +290,7 @@ fn reference_distillation_runs_on_captions_and_refuses_sets_without_them() {
         "wrote an adapter anyway"
     );
 
-    let mut a = TrainArgs::new(Method::Prompt, model_dir(), &classes, d.join("prompt"));
-    a.objectives.reference = Some(fixture("data/captions.csv"));
-    let e = train(a)
-        .err()
-        .expect("--reference on prompt tuning must be refused")
-        .to_string();
-    assert!(e.contains("--reference") && e.contains("lora"), "{e}");
-
+    // Prompt tuning's reference term and the methods without one: tests/reference_term.rs.
     let mut a = TrainArgs::new(Method::Lora, model_dir(), &classes, d.join("neg"));
     a.objectives.feature_preservation = -1.0;
     let e = train(a).err().expect("a negative weight must be refused").to_string();

@@ -219,6 +219,32 @@ impl PromptLearner {
         model.text_features_shared_prefix(tape, &xp, &xs, &eot)?.l2norm()
     }
 
+    /// The same learner (its current context, shared: gradients reach the same parameter)
+    /// over other classes: the reference term applies the learned context to general
+    /// class names. Only a shared context transfers to new classes.
+    pub fn for_classes(&self, model: &Clip, tok: &ClipTokenizer, classes: &[String]) -> Result<PromptLearner> {
+        if self.class_specific {
+            return Err(Error::invalid(
+                "prompt tuning: a class-specific context (--class-specific) has no context for other classes; \
+                 --reference needs the shared context",
+            ));
+        }
+        Ok(PromptLearner {
+            classes: classes.to_vec(),
+            suffix_ids: class_suffixes(model, tok, classes, self.n_ctx)?,
+            ..self.clone()
+        })
+    }
+
+    /// A copy over a subset of this learner's classes (rows `idx`), without re-tokenising.
+    pub fn subset(&self, idx: &[usize]) -> PromptLearner {
+        PromptLearner {
+            classes: idx.iter().map(|&i| self.classes[i].clone()).collect(),
+            suffix_ids: idx.iter().map(|&i| self.suffix_ids[i].clone()).collect(),
+            ..self.clone()
+        }
+    }
+
     /// The class embeddings for inference (zero-shot with the learned prompts).
     pub fn class_embeddings(&self, model: &Clip) -> Result<Tensor> {
         let tape = Tape::inference();

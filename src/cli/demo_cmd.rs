@@ -14,6 +14,10 @@ pub struct DemoCli {
     /// Held-out sprite sheet of the model's own domain (default: MODEL/heldout.json).
     #[arg(long)]
     heldout: Option<PathBuf>,
+    /// General sprite sheet (classes + captions, none of them held-out classes) for the
+    /// regularised rows' reference term (default: MODEL/reference.json where it exists).
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// Report directory (new, empty, or a previous demo report, which is replaced).
     #[arg(long, default_value = "demo-report")]
     out: PathBuf,
@@ -47,6 +51,7 @@ pub fn run(c: DemoCli) -> Result<()> {
     let mut a = DemoArgs::new(c.out);
     a.model = c.model;
     a.heldout = c.heldout;
+    a.reference = c.reference;
     a.shots = c.shots;
     a.test_per_class = c.test_per_class;
     a.epochs = c.epochs;

@@ -120,13 +120,20 @@ pub struct TrainCli {
     /// the training batch near the frozen model's (0 = off).
     #[arg(long, default_value_t = 1.0)]
     feature_preservation: f32,
-    /// LoRA and full: a general captioned set (caption file, or a sprite sheet with
-    /// captions) whose image-text similarities under the base model are kept.
+    /// A general captioned set (caption file, or a sprite sheet with captions) whose
+    /// behaviour under the base model is kept: LoRA and full keep its features (see
+    /// --reference-loss); prompt tuning keeps the learned context, applied to a sprite
+    /// sheet's class names, near the hand-crafted prompt (KgCoOp on names it never trains on).
     #[arg(long)]
     reference: Option<String>,
-    /// Weight of the --reference distillation term.
+    /// Weight of the --reference term.
     #[arg(long, default_value_t = 1.0)]
     reference_weight: f32,
+    /// LoRA and full: what --reference keeps: features (the base model's image and caption
+    /// embeddings, as LDIFS), image-features (image embeddings only), or similarity (its
+    /// image-caption cosine similarities, ZSCL-style).
+    #[arg(long, default_value = "features", value_name = "features|image-features|similarity")]
+    reference_loss: String,
     /// Linear probe: start from the zero-shot text classifier ("a photo of a {}.") and hold
     /// it there (CLAP), or random: from zero with l2 swept on a 20 % validation split.
     #[arg(long, default_value = "zero-shot", value_name = "zero-shot|random")]
@@ -222,6 +229,7 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
             feature_preservation: c.feature_preservation,
             reference_weight: if c.reference.is_some() { c.reference_weight } else { 0.0 },
             reference: c.reference,
+            reference_loss: c.reference_loss.parse()?,
         },
         probe: cliptune::train::linear_probe::ProbeOptions::parse(&c.probe_init, c.probe_weight.as_deref())?,
     };

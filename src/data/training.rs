@@ -145,6 +145,9 @@ pub struct ReferenceSet {
     /// `[3, h, w]`.
     pub image_shape: Vec<usize>,
     pub captions: Vec<String>,
+    /// The class names of a sprite sheet (prompt tuning's reference term applies the
+    /// learned context to them); empty for a caption file.
+    pub classes: Vec<String>,
 }
 
 impl ReferenceSet {
@@ -176,6 +179,7 @@ impl ReferenceSet {
 pub fn load_reference(spec: &str, model: &Clip, model_dir: &Path) -> Result<ReferenceSet> {
     let cfg = PreprocessConfig::from_model_dir(model_dir, model.config.vision.image_size)?;
     let (h, w) = cfg.crop;
+    let mut classes = Vec::new();
     let (pixels, captions) = if is_caption_file(spec) {
         let records = load_captions(Path::new(spec))?;
         let paths: Vec<PathBuf> = records.iter().map(|r| r.image.clone()).collect();
@@ -186,6 +190,7 @@ pub fn load_reference(spec: &str, model: &Clip, model_dir: &Path) -> Result<Refe
         )
     } else if is_sprite_sheet(spec) {
         let s = read_sprite_sheet(Path::new(spec))?;
+        classes = s.classes.clone();
         let (images, captions): (Vec<_>, Vec<_>) = s
             .items
             .iter()
@@ -208,5 +213,6 @@ pub fn load_reference(spec: &str, model: &Clip, model_dir: &Path) -> Result<Refe
         pixels,
         image_shape: vec![3, h, w],
         captions,
+        classes,
     })
 }

@@ -56,6 +56,14 @@ const MINI: &[(&str, &[u8])] = &[
         "heldout.json",
         include_bytes!("../../assets/cliptune-mini/heldout.json"),
     ),
+    (
+        "reference.png",
+        include_bytes!("../../assets/cliptune-mini/reference.png"),
+    ),
+    (
+        "reference.json",
+        include_bytes!("../../assets/cliptune-mini/reference.json"),
+    ),
 ];
 
 /// Whether this binary carries cliptune-mini.

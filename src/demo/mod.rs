@@ -47,6 +47,9 @@ pub struct DemoArgs {
     pub model: Option<PathBuf>,
     /// Held-out sprite sheet (labels + captions) for retention; None: `MODEL/heldout.json`.
     pub heldout: Option<PathBuf>,
+    /// General sprite sheet (classes + captions) for the regularised rows' reference term;
+    /// None: `MODEL/reference.json` where the model ships one, else no reference term.
+    pub reference: Option<PathBuf>,
     pub out: PathBuf,
     /// Training images per class (the embedded subset has 16).
     pub shots: usize,
@@ -68,6 +71,7 @@ impl DemoArgs {
         DemoArgs {
             model: None,
             heldout: None,
+            reference: None,
             out: out.into(),
             shots: embedded::TRAIN_PER_CLASS,
             test_per_class: embedded::TEST_PER_CLASS,
@@ -334,6 +338,16 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
             heldout.display()
         )));
     }
+    let reference = match &a.reference {
+        Some(r) if !r.is_file() => {
+            return Err(Error::invalid(format!(
+                "demo: --reference {}: no such file (a sprite sheet with classes and captions)",
+                r.display()
+            )))
+        }
+        Some(r) => Some(r.clone()),
+        None => Some(model_dir.join("reference.json")).filter(|r| r.is_file()),
+    };
     let templates_file = model_dir.join("templates.txt");
     let (held_templates, held_templates_from) = if templates_file.is_file() {
         (
@@ -375,6 +389,27 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
         held.classes.len(),
         held_captions.len()
     );
+    if let Some(r) = &reference {
+        let sheet = read_sprite_sheet(r)?;
+        let held_names: std::collections::HashSet<&str> = held.classes.iter().map(String::as_str).collect();
+        let shared = sheet.classes.iter().filter(|c| held_names.contains(c.as_str())).count();
+        eprintln!(
+            "[demo] reference set for the regularised rows: {} ({} images, {} classes{})",
+            shown(r, tmp, &a.out).display(),
+            sheet.len(),
+            sheet.classes.len(),
+            if shared == 0 {
+                ", none of them a held-out class".to_string()
+            } else {
+                format!(
+                    "; warning: {shared} of them are held-out classes, so retention is not measured on classes the \
+                     reference term left alone"
+                )
+            }
+        );
+    } else {
+        eprintln!("[demo] no reference set (the model ships no reference.json; --reference FILE gives one): the regularised rows run without the reference term");
+    }
     let base = Clip::load(&model_dir, &a.device, WeightStorage::AsStored)?;
     let tok = ClipTokenizer::for_model_dir(&model_dir)?;
     let bench = Bench {
@@ -433,6 +468,7 @@ fn build(a: &DemoArgs, tmp: &Path, t0: Instant) -> Result<DemoResult> {
         ti_data,
         ti_class,
         hand: HandTemplate::of_model(&model_dir)?,
+        reference: reference.clone(),
     };
     for (i, plan) in plans.into_iter().enumerate() {
         stage(3 + i, stages, plan.label);

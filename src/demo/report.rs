@@ -7,7 +7,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::methods::{
-    DEMO_FEATURE_PRESERVATION, DEMO_FULL_WISE, DEMO_KGCOOP, DEMO_LORA_FEATURE_PRESERVATION, DEMO_LORA_RANK,
+    DEMO_FEATURE_PRESERVATION, DEMO_FULL_WISE, DEMO_KGCOOP, DEMO_KGCOOP_LR, DEMO_LORA_FEATURE_PRESERVATION,
+    DEMO_LORA_RANK, DEMO_PROMPT_REFERENCE,
 };
 use super::{DemoResult, DemoRow, MARKER, TARGET_TEMPLATE, TI_CLASS, TI_WORD};
 use crate::error::Result;
@@ -48,9 +49,12 @@ fn description(key: &str) -> String {
             2 * DEMO_LORA_RANK
         ),
         "prompt-kgcoop" => format!(
-            "CoOp with the KgCoOp term: the loss adds {DEMO_KGCOOP} x the mean squared distance between the learned \
-             prompts' class embeddings and the hand-crafted ones, the model's own template that CoOp starts from \
-             (computed once by the frozen model), which keeps the context useful on classes it never saw."
+            "CoOp (lr {DEMO_KGCOOP_LR:e}) with the KgCoOp term: the loss adds {DEMO_KGCOOP} x the mean squared distance \
+             between the learned prompts' class embeddings and the hand-crafted ones (the model's own template, \
+             which CoOp starts from, computed once by the frozen model), and, where the demo has a reference set \
+             (cliptune-mini's reference.json: general classes, none of them held out), {DEMO_PROMPT_REFERENCE} x the \
+             same distance on a rotating batch of the reference set's class names, so the context stays a good \
+             prompt for names it was never trained on."
         ),
         "full-fp" => format!(
             "Full fine-tuning with feature preservation (weight {DEMO_FEATURE_PRESERVATION}), then \

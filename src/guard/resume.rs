@@ -177,6 +177,7 @@ pub fn for_train(
         .arg("--kgcoop", a.objectives.kgcoop)
         .arg("--feature-preservation", a.objectives.feature_preservation)
         .arg("--reference-weight", a.objectives.reference_weight)
+        .arg("--reference-loss", a.objectives.reference_loss)
         .arg("--retention-set", opt(&a.retention_set))
         .arg("--min-retention", a.min_retention)
         .arg("--retention-every", a.retention_every);

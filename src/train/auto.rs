@@ -236,8 +236,9 @@ fn candidate_args(base: &TrainArgs, c: &Candidate, data: &Path, classes: &Path, 
     }
 }
 
-/// The shared objective weights, less the reference distillation for the methods it does
-/// not apply to (it needs a trained image tower: LoRA and full).
+/// The shared objective weights, less the reference term for the methods other than LoRA
+/// and full (the probe and textual inversion have none; prompt tuning's weighs class names,
+/// on another scale than one `--reference-weight` shared by the ladder could serve).
 fn candidate_objectives(o: &ObjectiveWeights, method: Method) -> ObjectiveWeights {
     if matches!(method, Method::Lora | Method::Full) {
         return o.clone();

@@ -75,6 +75,12 @@ pub fn train(a: TrainArgs) -> Result<TrainSummary> {
         eprintln!("warning: --lr {lr:e} is outside the usual LoRA range 1e-5..1e-4");
     }
     if a.method == Method::LinearProbe {
+        if let Some(spec) = &a.objectives.reference {
+            return Err(Error::invalid(format!(
+                "--reference {spec}: the linear probe leaves both towers unchanged, so there is nothing for a \
+                 reference term to keep; it applies to --method lora, full and prompt"
+            )));
+        }
         return train_linear_probe(&a, &model, &tok, t0);
     }
 

@@ -25,13 +25,13 @@ target/release/cliptune pretrain --data "$WORK/corpus/train.csv" --config cliptu
     --epochs "$EPOCHS" --batch "$BATCH" --lr 1e-3 --weight-decay 0.1 --warmup 200 \
     --checkpoint-every 250 --heldout "$WORK/corpus/heldout.json" --device cpu --out "$WORK/model"
 echo "pretrain wall time: $(( $(date +%s) - start )) s"
-cp "$WORK/corpus/heldout.png" "$WORK/corpus/heldout.json" "$WORK/model/"
+cp "$WORK/corpus/heldout.png" "$WORK/corpus/heldout.json" "$WORK/corpus/reference.png" "$WORK/corpus/reference.json" "$WORK/model/"
 target/release/cliptune eval --model "$WORK/model" --device cpu --templates "$WORK/model/templates.txt" \
     --zero-shot "$WORK/model/heldout.json" --retrieval "$WORK/model/heldout.json" --json \
     --out "$WORK/model/heldout_eval.json"
 mkdir -p "$INSTALL"
 for f in config.json model.safetensors tokenizer.json preprocessor_config.json templates.txt \
-         heldout.png heldout.json loss_curve.png pretrain_log.jsonl metrics.json heldout_eval.json; do  # + README.md (the card, by hand)
+         heldout.png heldout.json reference.png reference.json loss_curve.png pretrain_log.jsonl metrics.json heldout_eval.json; do  # + README.md (the card, by hand)
     cp "$WORK/model/$f" "$INSTALL/$f"
 done
 cp "$WORK/corpus/manifest.json" "$INSTALL/corpus_manifest.json"

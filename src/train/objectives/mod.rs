@@ -8,8 +8,11 @@
 //!   the model's own template, see [`kgcoop::HandTemplate`]).
 //! - [`feature_preservation`]: the adapted model's features on the training batch near
 //!   the frozen model's (LoRA, full).
-//! - [`distillation`]: the base model's image-text similarities on a reference set kept
-//!   (LoRA, full; `--reference`).
+//! - the reference term (LoRA, full; `--reference`): on a general reference set, the base
+//!   model's image and caption features kept ([`feature_preservation`], the default), its
+//!   image features only, or its image-text similarities ([`distillation`]). For prompt tuning the reference set's class names get
+//!   the KgCoOp term instead: the learned context applied to general names stays near the
+//!   hand-crafted prompt (the image tower is frozen, so only the prompts can drift).
 //!
 //! The primary objective follows from the method and the data; the regularising terms are
 //! added on top with their weights (a zero weight adds nothing, not even a rounding).
@@ -19,6 +22,7 @@ pub mod distillation;
 pub mod feature_preservation;
 pub mod kgcoop;
 
+use crate::adapt::prompt::PromptLearner;
 use crate::adapt::trainable::Adaptation;
 use crate::autograd::{Tape, Var};
 use crate::clip::model::TextInput;
@@ -34,6 +38,43 @@ use crate::Device;
 /// the KgCoOp anchor of a model that ships no `templates.txt`.
 pub const CLASS_TEMPLATE: &str = "a photo of a {}.";
 
+/// What the reference term keeps on the reference set (LoRA, full).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReferenceLoss {
+    /// The base model's image and caption features (LDIFS on general data): the squared
+    /// distance of each, like `--feature-preservation` on the training batch.
+    #[default]
+    Features,
+    /// The base model's image features only (the caption batch is not encoded).
+    ImageFeatures,
+    /// The base model's image-caption cosine similarities (ZSCL-style, squared error).
+    Similarity,
+}
+
+impl std::str::FromStr for ReferenceLoss {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ReferenceLoss> {
+        match s {
+            "features" => Ok(ReferenceLoss::Features),
+            "image-features" => Ok(ReferenceLoss::ImageFeatures),
+            "similarity" => Ok(ReferenceLoss::Similarity),
+            _ => Err(Error::invalid(format!(
+                "--reference-loss {s:?}: expected features, image-features or similarity"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for ReferenceLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReferenceLoss::Features => "features",
+            ReferenceLoss::ImageFeatures => "image-features",
+            ReferenceLoss::Similarity => "similarity",
+        })
+    }
+}
+
 /// The regularising terms' weights (0: the term is off and costs nothing).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObjectiveWeights {
@@ -41,10 +82,13 @@ pub struct ObjectiveWeights {
     pub kgcoop: f32,
     /// Feature preservation (LoRA, full).
     pub feature_preservation: f32,
-    /// Reference distillation (LoRA, full): needs `reference`.
+    /// The reference term: distillation (LoRA, full) or KgCoOp on the reference set's class
+    /// names (prompt tuning); needs `reference`.
     pub reference_weight: f32,
     /// A captioned reference set (caption file, or a sprite sheet with captions).
     pub reference: Option<String>,
+    /// What the reference term keeps (LoRA, full).
+    pub reference_loss: ReferenceLoss,
 }
 
 impl ObjectiveWeights {
@@ -56,6 +100,7 @@ impl ObjectiveWeights {
             feature_preservation: 1.0,
             reference_weight: 0.0,
             reference: None,
+            reference_loss: ReferenceLoss::Features,
         }
     }
 
@@ -72,12 +117,20 @@ impl ObjectiveWeights {
                 )));
             }
         }
-        let image_tower = matches!(adaptation, Adaptation::Lora | Adaptation::Full);
-        if self.reference.is_some() && !image_tower {
+        let applies = matches!(adaptation, Adaptation::Lora | Adaptation::Full | Adaptation::Prompt(_));
+        if self.reference.is_some() && !applies {
             return Err(Error::invalid(
-                "--reference: reference distillation applies to --method lora and full (the other methods leave the \
-                 reference set's similarities unchanged)",
+                "--reference: the reference term applies to --method lora, full and prompt (the other methods leave \
+                 the reference set's similarities unchanged)",
             ));
+        }
+        if let (Some(spec), Adaptation::Prompt(p)) = (&self.reference, adaptation) {
+            if p.class_specific {
+                return Err(Error::invalid(format!(
+                    "--reference {spec}: a class-specific context (--class-specific) has no context for the \
+                     reference set's classes; use the shared context"
+                )));
+            }
         }
         Ok(())
     }
@@ -102,6 +155,16 @@ struct Reference {
     batch: usize,
 }
 
+/// Prompt tuning's reference term: the reference set's class names and their hand-crafted
+/// prompt embeddings under the base model.
+struct PromptReference {
+    /// A learner over the reference class names (its suffixes; the context is the live one).
+    names: PromptLearner,
+    /// `[R, P]` (host).
+    hand: Vec<f32>,
+    batch: usize,
+}
+
 /// The fixed inputs of the objectives, prepared once before the loop.
 pub struct Objectives {
     /// Image features of the frozen image tower `[n, P]` (prompt tuning, textual inversion).
@@ -114,6 +177,7 @@ pub struct Objectives {
     weights: ObjectiveWeights,
     frozen: Frozen,
     reference: Option<Reference>,
+    prompt_reference: Option<PromptReference>,
 }
 
 /// One step's inputs.
@@ -182,8 +246,26 @@ impl Objectives {
                 None
             },
         };
-        let reference = match reference {
-            Some(set) if weights.reference_weight > 0.0 => {
+        let mut prompt_reference = None;
+        let reference = match (reference, adaptation) {
+            (Some(set), Adaptation::Prompt(p)) if weights.reference_weight > 0.0 => {
+                if set.classes.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "--reference {}: prompt tuning applies the learned context to the reference set's class \
+                         names, and a caption file has none; give a sprite sheet (its \"classes\")",
+                        weights.reference.as_deref().unwrap_or("")
+                    )));
+                }
+                let names = p.for_classes(model, tok, &set.classes)?;
+                let hand = class_embeddings(base, tok, &set.classes, &[hand_template.to_string()])?.to_vec()?;
+                prompt_reference = Some(PromptReference {
+                    batch: batch.min(set.classes.len()).max(1),
+                    names,
+                    hand,
+                });
+                None
+            }
+            (Some(set), _) if weights.reference_weight > 0.0 => {
                 let images = base.encode_image(&set.all_pixels(device)?, 64)?.to_vec()?;
                 let (input, _) = tokenize(base, tok, &set.captions)?;
                 let texts = base.encode_text(&input, 256)?.to_vec()?;
@@ -205,6 +287,7 @@ impl Objectives {
             weights: weights.clone(),
             frozen,
             reference,
+            prompt_reference,
         })
     }
 
@@ -225,13 +308,17 @@ impl Objectives {
             Adaptation::Prompt(p) => {
                 let f = self.cached_features(s)?;
                 let labels = s.data.batch_labels(s.idx, s.device)?;
-                match &self.frozen.hand {
-                    None => class_ce::prompt_loss(s.model, s.tape, p, &f, &labels, self.scale),
+                let loss = match &self.frozen.hand {
+                    None => class_ce::prompt_loss(s.model, s.tape, p, &f, &labels, self.scale)?,
                     Some(hand) => {
                         let feats = p.class_features(s.model, s.tape)?;
                         let ce = p.loss_from_class_features(s.model, s.tape, &feats, &f, &labels, self.scale)?;
-                        ce.add(&kgcoop::kgcoop_term(s.tape, &feats, hand, w.kgcoop)?)
+                        ce.add(&kgcoop::kgcoop_term(s.tape, &feats, hand, w.kgcoop)?)?
                     }
+                };
+                match &self.prompt_reference {
+                    None => Ok(loss),
+                    Some(r) => loss.add(&self.prompt_reference_term(s, p, r)?),
                 }
             }
             Adaptation::TextualInversion(ti) => {
@@ -282,30 +369,52 @@ impl Objectives {
         }
     }
 
-    /// The distillation term on this step's reference batch (the set in a fixed rotation).
+    /// Prompt tuning's reference term on this step's batch of reference class names (in a
+    /// fixed rotation): KgCoOp between the live context applied to them and their
+    /// hand-crafted prompt embeddings.
+    fn prompt_reference_term(&self, s: &Step, p: &PromptLearner, r: &PromptReference) -> Result<Var> {
+        let n = r.names.classes.len();
+        let idx: Vec<usize> = (0..r.batch).map(|j| (s.step * r.batch + j) % n).collect();
+        let mut q = r.names.subset(&idx);
+        q.ctx = p.ctx.clone();
+        let feats = q.class_features(s.model, s.tape)?;
+        let hand = Tensor::from_vec(
+            gather_rows(&r.hand, &idx, self.p_dim),
+            &[idx.len(), self.p_dim],
+            s.device,
+        )?;
+        kgcoop::kgcoop_term(s.tape, &feats, &hand, self.weights.reference_weight)
+    }
+
+    /// The reference term on this step's reference batch (the set in a fixed rotation):
+    /// feature preservation or similarity distillation, by `--reference-loss`.
     fn reference_term(&self, s: &Step, r: &Reference) -> Result<Var> {
         let n = r.set.len();
         let idx: Vec<usize> = (0..r.batch).map(|j| (s.step * r.batch + j) % n).collect();
         let p = self.p_dim;
         let (fi, ft) = (gather_rows(&r.images, &idx, p), gather_rows(&r.texts, &idx, p));
         let b = idx.len();
+        let w = self.weights.reference_weight;
+        let x = r.set.batch_pixels(&idx, s.device)?;
+        let img = s.model.image_features(s.tape, &s.tape.constant(x))?.l2norm()?;
+        let frozen_img = Tensor::from_vec(fi.clone(), &[b, p], s.device)?;
+        if self.weights.reference_loss == ReferenceLoss::ImageFeatures {
+            return feature_preservation::preservation_term(s.tape, &img, &frozen_img, w);
+        }
+        let captions: Vec<String> = idx.iter().map(|&i| r.set.captions[i].clone()).collect();
+        let (input, _) = tokenize(s.model, s.tok, &captions)?;
+        let txt = s.model.text_features(s.tape, &input)?.l2norm()?;
+        if self.weights.reference_loss == ReferenceLoss::Features {
+            let frozen_txt = Tensor::from_vec(ft, &[b, p], s.device)?;
+            return feature_preservation::preservation_term(s.tape, &img, &frozen_img, w)?
+                .add(&feature_preservation::preservation_term(s.tape, &txt, &frozen_txt, w)?);
+        }
         let mut sim0 = vec![0f32; b * b];
         for i in 0..b {
             for j in 0..b {
                 sim0[i * b + j] = (0..p).map(|k| fi[i * p + k] * ft[j * p + k]).sum();
             }
         }
-        let x = r.set.batch_pixels(&idx, s.device)?;
-        let img = s.model.image_features(s.tape, &s.tape.constant(x))?.l2norm()?;
-        let captions: Vec<String> = idx.iter().map(|&i| r.set.captions[i].clone()).collect();
-        let (input, _) = tokenize(s.model, s.tok, &captions)?;
-        let txt = s.model.text_features(s.tape, &input)?.l2norm()?;
-        distillation::distillation_term(
-            s.tape,
-            &img,
-            &txt,
-            &Tensor::from_vec(sim0, &[b, b], s.device)?,
-            self.weights.reference_weight,
-        )
+        distillation::distillation_term(s.tape, &img, &txt, &Tensor::from_vec(sim0, &[b, b], s.device)?, w)
     }
 }

@@ -18,11 +18,13 @@ use serde_json::{json, Map, Value};
 
 use concepts::{stable_hash, Concept};
 
-const USAGE: &str = "usage: emoji-corpus --google DIR --fluent DIR --out OUTDIR [--heldout-classes 300] [--seed 0]
+const USAGE: &str = "usage: emoji-corpus --google DIR --fluent DIR --out OUTDIR [--heldout-classes 300] [--reference-items 256] [--seed 0]
   --google DIR           unpacked npm emoji-datasource-google (emoji.json, img/google/64/)
   --fluent DIR           unpacked npm fluentui-emoji (icons/{modern,flat,high-contrast}/)
   --out OUTDIR           empty or missing folder, or one holding a previous run (manifest.json)
   --heldout-classes N    items of the held-out sprite sheet (default 300)
+  --reference-items N    items of the reference sprite sheet (default 256): training images
+                         of concepts absent from the held-out sheet, for --reference
   --seed S               seed of the held-out choices (default 0)";
 
 /// Fraction of concepts withheld from training in every style.
@@ -30,20 +32,29 @@ const HELDOUT_FRACTION: f64 = 0.05;
 /// Tiles per row of the held-out sheet.
 const SHEET_COLUMNS: usize = 32;
 /// Files and folders a run writes into OUTDIR (and clears on a rerun).
-const OUTPUTS: [&str; 5] = ["train", "train.csv", "heldout.png", "heldout.json", "manifest.json"];
+const OUTPUTS: [&str; 7] = [
+    "train",
+    "train.csv",
+    "heldout.png",
+    "heldout.json",
+    "reference.png",
+    "reference.json",
+    "manifest.json",
+];
 
 struct Args {
     google: PathBuf,
     fluent: PathBuf,
     out: PathBuf,
     heldout_classes: usize,
+    reference_items: usize,
     seed: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut google, mut fluent, mut out) = (None, None, None);
-    let (mut heldout_classes, mut seed) = (300usize, 0u64);
+    let (mut heldout_classes, mut reference_items, mut seed) = (300usize, 256usize, 0u64);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
@@ -60,6 +71,13 @@ fn parse_args() -> Result<Args, String> {
                         format!("--heldout-classes must be a whole number, at least 1 (got {value:?})")
                     })?
             }
+            "--reference-items" => {
+                reference_items = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--reference-items must be a whole number, at least 1 (got {value:?})"))?
+            }
             "--seed" => {
                 seed = value
                     .parse()
@@ -74,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         fluent: need(fluent, "--fluent")?,
         out: need(out, "--out")?,
         heldout_classes,
+        reference_items,
         seed,
     })
 }
@@ -162,7 +181,9 @@ fn run(args: &Args) -> Result<(), String> {
     let train_images = counts.google + counts.google_skin_tone + counts.fluent_modern + counts.fluent_high_contrast;
     eprintln!("train: {train_images} images, {caption_rows} caption rows in train.csv");
 
-    let (sheet_count, unseen_in_sheet) = write_heldout(args, &concepts, &heldout, &fluent)?;
+    let (sheet_classes, unseen_in_sheet) = write_heldout(args, &concepts, &heldout, &fluent)?;
+    let sheet_count = sheet_classes.len();
+    let reference_count = write_reference(args, &concepts, &heldout, &sheet_classes, &fluent)?;
 
     let mut heldout_names: Vec<&str> = heldout.iter().map(|&i| concepts[i].name.as_str()).collect();
     heldout_names.sort_unstable();
@@ -184,6 +205,7 @@ fn run(args: &Args) -> Result<(), String> {
             "train_caption_rows": caption_rows,
             "heldout_items": sheet_count,
             "heldout_items_unseen": unseen_in_sheet,
+            "reference_items": reference_count,
             "skipped_entries_without_google_image": load_stats.skipped_no_image,
             "skipped_skin_variants_without_google_image": load_stats.skipped_skin_no_image,
             "missing_input_files": missing,
@@ -194,6 +216,7 @@ fn run(args: &Args) -> Result<(), String> {
             "train.csv": "image,caption; several rows per image, one per caption sentence",
             "train/": "64x64 RGB PNGs on white: g_ = Google Noto (base and skin tones), fm_ = Fluent modern, fh_ = Fluent high-contrast",
             "heldout.json": "cliptune-sprite-sheet-1 of the Fluent flat style (never trained on); unseen_classes = held-out concepts",
+            "reference.json": "cliptune-sprite-sheet-1 of training images (one per concept) whose concepts are absent from heldout.json: a general set for --reference distillation",
         },
         "inputs": {
             "google": package_info(&args.google),
@@ -291,13 +314,13 @@ fn write_train(
 
 /// The held-out sprite sheet: Fluent `flat` of every held-out concept that has one, then
 /// other matched concepts by hash, up to --heldout-classes; sorted by class name. Returns
-/// the item count and how many of them are unseen concepts.
+/// the concepts on the sheet and how many of them are unseen concepts.
 fn write_heldout(
     args: &Args,
     concepts: &[Concept],
     heldout: &HashSet<usize>,
     fluent: &concepts::FluentIndex,
-) -> Result<(usize, usize), String> {
+) -> Result<(HashSet<usize>, usize), String> {
     let flat = |i: usize| concepts[i].fluent.as_ref().and_then(|b| fluent.svg("flat", b));
     let by_hash = |salt: &'static str| move |&i: &usize| (stable_hash(args.seed, salt, &concepts[i].name), i);
     let mut unseen: Vec<usize> = heldout.iter().copied().filter(|&i| flat(i).is_some()).collect();
@@ -358,7 +381,63 @@ fn write_heldout(
         items.len(),
         unseen_names.len()
     );
-    Ok((items.len(), unseen_names.len()))
+    Ok((chosen.into_iter().collect(), unseen_names.len()))
+}
+
+/// The reference sprite sheet: one training image each of --reference-items concepts
+/// chosen by hash among those that are trained on and absent from the held-out sheet (so
+/// distilling on it never sees a held-out class name or image), its style (Google, Fluent
+/// modern, Fluent high-contrast) chosen by hash too; sorted by class name. Returns the
+/// item count.
+fn write_reference(
+    args: &Args,
+    concepts: &[Concept],
+    heldout: &HashSet<usize>,
+    sheet: &HashSet<usize>,
+    fluent: &concepts::FluentIndex,
+) -> Result<usize, String> {
+    let google_img = args.google.join("img").join("google").join("64");
+    let mut pool: Vec<usize> = (0..concepts.len())
+        .filter(|i| !heldout.contains(i) && !sheet.contains(i) && google_img.join(&concepts[*i].google_image).is_file())
+        .collect();
+    pool.sort_by_key(|&i| (stable_hash(args.seed, "reference", &concepts[i].name), i));
+    pool.truncate(args.reference_items);
+    if pool.len() < args.reference_items {
+        eprintln!(
+            "warning: only {} concepts are trained on and absent from the held-out sheet; the reference sheet has {}",
+            pool.len(),
+            pool.len()
+        );
+    }
+    pool.sort_by(|&a, &b| concepts[a].name.cmp(&concepts[b].name));
+    let classes: Vec<String> = pool.iter().map(|&i| concepts[i].name.clone()).collect();
+    let (mut items, mut images) = (Vec::new(), Vec::new());
+    for (label, &i) in pool.iter().enumerate() {
+        let c = &concepts[i];
+        let styles: Vec<&PathBuf> = c
+            .fluent
+            .as_ref()
+            .map(|b| ["modern", "high-contrast"].iter().filter_map(|st| fluent.svg(st, b)).collect())
+            .unwrap_or_default();
+        let pick = (stable_hash(args.seed, "reference-style", &c.name) % (1 + styles.len() as u64)) as usize;
+        images.push(match pick {
+            0 => raster::png_on_white(&google_img.join(&c.google_image))?,
+            k => raster::svg_on_white(styles[k - 1])?,
+        });
+        items.push(sprite_sheet::Item {
+            label,
+            captions: captions::captions(c, &c.name),
+        });
+    }
+    let mut extra = Map::new();
+    extra.insert(
+        "source".into(),
+        json!("cliptune-mini's training images (Google Noto, Fluent modern or high-contrast), one per concept, none of whose concepts is on heldout.json: a general reference set for --reference"),
+    );
+    extra.insert("seed".into(), json!(args.seed));
+    sprite_sheet::write(&args.out.join("reference.json"), 16, &classes, &items, &images, extra)?;
+    eprintln!("reference: {} items in reference.png", items.len());
+    Ok(items.len())
 }
 
 fn main() {
