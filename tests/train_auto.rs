@@ -82,13 +82,23 @@ fn the_ladder_trains_every_rung_and_keeps_the_best_that_retains() {
         .collect();
     assert!(left.is_empty(), "scratch left in --out: {left:?}");
     eprint!("{}", r.to_markdown());
-    assert_eq!(r.tried.len(), 5);
+    assert_eq!(r.tried.len(), 6);
     assert_eq!(r.train_images + r.val_images, 160);
     assert_eq!(r.val_images, 30, "round(20 % of 16) = 3 of each class held out");
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("auto.json")).unwrap()).unwrap();
     let rows = j["candidates"].as_array().unwrap();
     let keys: Vec<&str> = rows.iter().map(|r| r["candidate"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["prompt", "linear-probe", "lora-text", "lora-both", "full"]);
+    assert_eq!(
+        keys,
+        [
+            "prompt",
+            "linear-probe",
+            "linear-probe-scratch",
+            "lora-text",
+            "lora-both",
+            "full"
+        ]
+    );
     let mut best: Option<(f64, &str)> = None;
     for row in rows {
         assert_eq!(row["status"], "trained", "{row}");
@@ -98,8 +108,17 @@ fn the_ladder_trains_every_rung_and_keeps_the_best_that_retains() {
             best = Some((v, row["candidate"].as_str().unwrap()));
         }
     }
-    // The probe leaves both towers alone: retention exactly 1.
+    // The probes leave both towers alone: retention exactly 1.
     assert_eq!(rows[1]["retention"].as_f64().unwrap(), 1.0);
+    assert_eq!(rows[2]["retention"].as_f64().unwrap(), 1.0);
+    // The winner was retrained on all 160 images and written, its retention checked again.
+    assert_eq!(j["refit"]["images"], 160, "{}", j["refit"]);
+    assert!(
+        j["refit"]["status"] == "kept" || j["refit"]["status"] == "below_floor",
+        "{}",
+        j["refit"]
+    );
+    assert!(j["refit"]["retention"].as_f64().unwrap().is_finite());
     let (_, want) = best.unwrap();
     assert_eq!(
         j["chosen"], want,
@@ -113,7 +132,7 @@ fn the_ladder_trains_every_rung_and_keeps_the_best_that_retains() {
     assert_eq!(manifest["method"], method, "--out holds another method's adapter");
     let md = std::fs::read_to_string(out.join("auto.md")).unwrap();
     assert!(
-        md.contains(&format!("{want} **chosen**")) && md.contains("Chosen: "),
+        md.contains(&format!("{want} **chosen**")) && md.contains("Chosen: ") && md.contains("Refit: "),
         "{md}"
     );
     assert!(!out.join("trainer_state.safetensors").exists());
@@ -149,7 +168,7 @@ fn bad_inputs_are_clear_errors_before_training() {
     let e = run_auto(a).unwrap_err().to_string();
     assert!(e.contains("no candidate was trained"), "{e}");
     let md = std::fs::read_to_string(out.join("auto.md")).unwrap();
-    assert_eq!(md.matches("skipped: time budget").count(), 5, "{md}");
+    assert_eq!(md.matches("skipped: time budget").count(), 6, "{md}");
     assert!(!out.join("cliptune_adapter.json").exists());
 
     // Through the binary: the same error, exit code 1, before any training.
@@ -179,6 +198,7 @@ fn trained(key: &str, v: f32, r: f32) -> Tried {
             key: key.into(),
             method: Method::Lora,
             towers: vec![],
+            probe: None,
         },
         outcome: Outcome::Trained {
             val_top1: v,
@@ -201,6 +221,7 @@ fn the_choice_best_accuracy_meeting_the_floor_else_best_retention() {
                 key: "d".into(),
                 method: Method::Full,
                 towers: vec![],
+                probe: None,
             },
             outcome: Outcome::Skipped("time".into()),
         },

@@ -1,10 +1,11 @@
-//! `cliptune train --method auto`: the guide's ladder (prompt tuning, linear probe, LoRA on
+//! `cliptune train --method auto`: the guide's ladder (prompt tuning, linear probes, LoRA on
 //! the text tower, LoRA on both towers, full fine-tuning as the last resort), each trained
 //! by [`train`] on a seeded, stratified 80 % of the user's data and measured on the other
 //! 20 % (validation top-1) and on a retention set (zero-shot top-1 relative to the base
 //! model). It keeps the best validation top-1 whose retention meets `--min-retention`,
-//! writes that adapter to `--out`, and writes `auto.json` + `auto.md`: every candidate
-//! with its numbers and why the winner won.
+//! retrains that rung on all the images (kept if its retention still meets the floor),
+//! writes the adapter to `--out`, and writes `auto.json` + `auto.md`: every candidate
+//! with its numbers, why the winner won and what the retraining gave.
 //!
 //! Retention is measured the way `cliptune demo` measures its held-out zero-shot
 //! retention: the retention set's class names in the model's own `templates.txt` (else
@@ -13,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::linear_probe::ProbeOptions;
 use super::linear_probe::PROBE_TEMPLATE;
 use super::lora_scale::{retention_spec, templates_of, top1};
 use super::objectives::ObjectiveWeights;
@@ -28,6 +30,8 @@ use crate::eval::linear_probe::split_train_val;
 use crate::eval::suite::{image_embeddings, load_labeled, zero_shot, ImageSource, LabeledSet};
 use crate::tensor::io::write_atomic;
 
+pub use super::auto_report::{choose, AutoReport, Outcome, Refit, Tried};
+
 /// Fraction of each class held out for validation.
 pub const VAL_FRACTION: f32 = 0.2;
 
@@ -39,6 +43,8 @@ pub struct Candidate {
     pub method: Method,
     /// LoRA towers (ignored by other methods).
     pub towers: Vec<Tower>,
+    /// The linear probe's fit (None: the shared `--probe-init`/`--probe-weight`).
+    pub probe: Option<ProbeOptions>,
 }
 
 impl Candidate {
@@ -47,15 +53,22 @@ impl Candidate {
             key: key.into(),
             method,
             towers: towers.to_vec(),
+            probe: None,
         }
     }
 }
 
-/// The guide's ladder, cheapest and safest first.
+/// The guide's ladder, cheapest and safest first. The probe runs twice: from the zero-shot
+/// classifier (CLAP; never below zero-shot with 1-4 shots) and from scratch (better once
+/// the data outweighs a weak zero-shot start, as on a domain the model has never seen).
 pub fn default_ladder() -> Vec<Candidate> {
     vec![
         Candidate::new("prompt", Method::Prompt, &[]),
         Candidate::new("linear-probe", Method::LinearProbe, &[]),
+        Candidate {
+            probe: Some(ProbeOptions::from_scratch()),
+            ..Candidate::new("linear-probe-scratch", Method::LinearProbe, &[])
+        },
         Candidate::new("lora-text", Method::Lora, &[Tower::Text]),
         Candidate::new("lora-both", Method::Lora, &[Tower::Text, Tower::Vision]),
         Candidate::new("full", Method::Full, &[]),
@@ -73,44 +86,6 @@ pub struct AutoArgs {
     /// None: the model's own held-out set (`MODEL/heldout.json`), where it ships one.
     pub retention_set: Option<String>,
     pub ladder: Vec<Candidate>,
-}
-
-/// What happened to one candidate.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    Trained {
-        val_top1: f32,
-        retention: f32,
-        retention_top1: f32,
-        steps: usize,
-        seconds: f32,
-    },
-    Skipped(String),
-    Failed(String),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Tried {
-    pub candidate: Candidate,
-    pub outcome: Outcome,
-}
-
-/// The ladder's result, also written as `auto.json` and `auto.md`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AutoReport {
-    pub min_retention: f32,
-    pub retention_set: String,
-    pub train_images: usize,
-    pub val_images: usize,
-    /// The base model's zero-shot top-1 on the validation split and the retention set.
-    pub base_val_top1: f32,
-    pub base_retention_top1: f32,
-    pub tried: Vec<Tried>,
-    /// Index into `tried` of the adapter written to `--out`.
-    pub chosen: Option<usize>,
-    /// Whether the chosen candidate meets `min_retention`.
-    pub met: bool,
-    pub why: String,
 }
 
 /// A subset of a labelled set, in memory or as file paths.
@@ -231,7 +206,7 @@ fn candidate_args(base: &TrainArgs, c: &Candidate, data: &Path, classes: &Path, 
         retention_every: 0,
         resume: false,
         stop_after: None,
-        probe: base.probe,
+        probe: c.probe.unwrap_or(base.probe),
         objectives: candidate_objectives(&base.objectives, c.method),
     }
 }
@@ -418,6 +393,57 @@ pub fn run_auto(a: AutoArgs) -> Result<AutoReport> {
     }
 
     let (chosen, met, why) = choose(&tried, a.min_retention);
+    // The chosen rung retrained on every image: the validation split only chose it, and
+    // with a few hundred images a fifth of the data is worth having.
+    let mut from = chosen.map(|i| scratch.0.join("candidates").join(&tried[i].candidate.key));
+    let refit = match chosen.filter(|_| met) {
+        None => None,
+        Some(i) => {
+            let cand = &tried[i].candidate;
+            let elapsed = t0.elapsed().as_secs_f32();
+            Some(match a.time_budget.filter(|b| elapsed >= *b) {
+                Some(b) => Refit::Skipped(format!("time budget {b:.0}s used up ({elapsed:.0}s elapsed)")),
+                None => {
+                    eprintln!("[auto] retraining {} on all {} images ...", cand.key, set.len());
+                    let all: Vec<usize> = (0..set.len()).collect();
+                    let all_dir = scratch.0.join("all");
+                    let dir = scratch.0.join("refit");
+                    let result = write_split(&set, &all, &all_dir).and_then(|classes| {
+                        train(candidate_args(base, cand, &all_dir, &classes, &dir))?;
+                        let (m, t, ad) = load_result(base, cand.method, &dir)?;
+                        retention_top1(&m, &t, &base.model_dir, &ret_set, &ret_templates, &ad)
+                    });
+                    match result {
+                        Ok(r) => {
+                            let retention = if base_ret > 0.0 { r / base_ret } else { 1.0 };
+                            eprintln!("[auto] {} on all the images: retention {retention:.3}", cand.key);
+                            if retention >= a.min_retention {
+                                from = Some(dir);
+                                Refit::Kept {
+                                    images: set.len(),
+                                    retention,
+                                }
+                            } else {
+                                Refit::BelowFloor {
+                                    images: set.len(),
+                                    retention,
+                                }
+                            }
+                        }
+                        Err(e) if e.kind == crate::error::ErrorKind::Interrupted => {
+                            return Err(Error::interrupted(format!(
+                                "--method auto stopped while retraining {} on all the images: no adapter was written \
+                                 to {}; run it again",
+                                cand.key,
+                                base.out.display()
+                            )))
+                        }
+                        Err(e) => Refit::Failed(e.to_string()),
+                    }
+                }
+            })
+        }
+    };
     let report = AutoReport {
         min_retention: a.min_retention,
         retention_set: ret_spec,
@@ -429,10 +455,10 @@ pub fn run_auto(a: AutoArgs) -> Result<AutoReport> {
         chosen,
         met,
         why,
+        refit,
     };
-    if let Some(i) = chosen {
-        let from = scratch.0.join("candidates").join(&report.tried[i].candidate.key);
-        copy_adapter(&from, &base.out)?;
+    if let Some(from) = &from {
+        copy_adapter(from, &base.out)?;
     }
     write_atomic(
         &base.out.join("auto.json"),
@@ -458,59 +484,6 @@ pub fn run_auto(a: AutoArgs) -> Result<AutoReport> {
             report.why,
             base.out.join("auto.md").display()
         ))),
-    }
-}
-
-/// Best validation top-1 among those meeting the floor (ties: the earlier, cheaper rung);
-/// else the best retention (ties: the better validation top-1).
-pub fn choose(tried: &[Tried], floor: f32) -> (Option<usize>, bool, String) {
-    let trained: Vec<(usize, f32, f32)> = tried
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| match t.outcome {
-            Outcome::Trained {
-                val_top1, retention, ..
-            } => Some((i, val_top1, retention)),
-            _ => None,
-        })
-        .collect();
-    let meeting: Vec<&(usize, f32, f32)> = trained.iter().filter(|t| t.2 >= floor).collect();
-    if let Some(best) = meeting.iter().fold(None::<&&(usize, f32, f32)>, |b, t| match b {
-        Some(b) if b.1 >= t.1 => Some(b),
-        _ => Some(t),
-    }) {
-        let key = &tried[best.0].candidate.key;
-        let others = meeting.len() - 1;
-        let why = format!(
-            "{key}: the best validation top-1 ({:.2}%) among the {} candidate{} whose retention meets {floor} \
-             (its retention {:.3}){}",
-            100.0 * best.1,
-            meeting.len(),
-            if meeting.len() == 1 { "" } else { "s" },
-            best.2,
-            if others == 0 && trained.len() > 1 {
-                "; no other candidate met the floor".to_string()
-            } else {
-                String::new()
-            }
-        );
-        return (Some(best.0), true, why);
-    }
-    match trained.iter().fold(None::<&(usize, f32, f32)>, |b, t| match b {
-        Some(b) if b.2 > t.2 || (b.2 == t.2 && b.1 >= t.1) => Some(b),
-        _ => Some(t),
-    }) {
-        Some(best) => (
-            Some(best.0),
-            false,
-            format!(
-                "no candidate's retention meets {floor}; kept {}, the best retention ({:.3}, validation top-1 {:.2}%)",
-                tried[best.0].candidate.key,
-                best.2,
-                100.0 * best.1
-            ),
-        ),
-        None => (None, false, "every candidate was skipped or failed".into()),
     }
 }
 
@@ -542,107 +515,4 @@ fn copy_adapter(from: &Path, to: &Path) -> Result<()> {
         write_atomic(&to.join(f.file_name().unwrap_or_default()), &bytes)?;
     }
     Ok(())
-}
-
-impl AutoReport {
-    fn retention_of(&self, i: usize) -> Option<f32> {
-        match self.tried.get(i)?.outcome {
-            Outcome::Trained { retention, .. } => Some(retention),
-            _ => None,
-        }
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::json;
-        let rows: Vec<serde_json::Value> = self
-            .tried
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mut r = json!({"candidate": t.candidate.key, "method": t.candidate.method.name(), "chosen": self.chosen == Some(i)});
-                let o = r.as_object_mut().expect("an object");
-                match &t.outcome {
-                    Outcome::Trained {
-                        val_top1,
-                        retention,
-                        retention_top1,
-                        steps,
-                        seconds,
-                    } => {
-                        o.insert("status".into(), json!("trained"));
-                        o.insert("val_top1".into(), json!(val_top1));
-                        o.insert("retention".into(), json!(retention));
-                        o.insert("retention_top1".into(), json!(retention_top1));
-                        o.insert("meets_min_retention".into(), json!(*retention >= self.min_retention));
-                        o.insert("steps".into(), json!(steps));
-                        o.insert("seconds".into(), json!(seconds));
-                    }
-                    Outcome::Skipped(why) => {
-                        o.insert("status".into(), json!("skipped"));
-                        o.insert("why".into(), json!(why));
-                    }
-                    Outcome::Failed(why) => {
-                        o.insert("status".into(), json!("failed"));
-                        o.insert("why".into(), json!(why));
-                    }
-                }
-                r
-            })
-            .collect();
-        json!({
-            "min_retention": self.min_retention,
-            "retention_set": self.retention_set,
-            "train_images": self.train_images,
-            "val_images": self.val_images,
-            "base": {"val_top1": self.base_val_top1, "retention_top1": self.base_retention_top1},
-            "candidates": rows,
-            "chosen": self.chosen.map(|i| self.tried[i].candidate.key.clone()),
-            "meets_min_retention": self.met,
-            "why": self.why,
-        })
-    }
-
-    pub fn to_markdown(&self) -> String {
-        let mut s = format!(
-            "# cliptune train --method auto\n\n{} training / {} validation images; retention: zero-shot top-1 on \
-             {} relative to the base model (base {:.2}%), floor {}.\n\n\
-             | candidate | validation top-1 | retention | meets floor | steps | time | note |\n\
-             |---|---|---|---|---|---|---|\n\
-             | zero-shot (base) | {:.2}% | 1.000 | yes | 0 | - | the starting point |\n",
-            self.train_images,
-            self.val_images,
-            self.retention_set,
-            100.0 * self.base_retention_top1,
-            self.min_retention,
-            100.0 * self.base_val_top1
-        );
-        for (i, t) in self.tried.iter().enumerate() {
-            let mark = if self.chosen == Some(i) { " **chosen**" } else { "" };
-            match &t.outcome {
-                Outcome::Trained {
-                    val_top1,
-                    retention,
-                    steps,
-                    seconds,
-                    ..
-                } => s.push_str(&format!(
-                    "| {}{mark} | {:.2}% | {retention:.3} | {} | {steps} | {seconds:.1}s | |\n",
-                    t.candidate.key,
-                    100.0 * val_top1,
-                    if *retention >= self.min_retention { "yes" } else { "no" }
-                )),
-                Outcome::Skipped(why) => s.push_str(&format!(
-                    "| {} | - | - | - | - | - | skipped: {why} |\n",
-                    t.candidate.key
-                )),
-                Outcome::Failed(why) => s.push_str(&format!(
-                    "| {} | - | - | - | - | - | failed: {} |\n",
-                    t.candidate.key,
-                    why.replace('|', "/").replace('\n', " ")
-                )),
-            }
-        }
-        s.push_str(&format!("\nChosen: {}\n", self.why));
-        s
-    }
 }

@@ -5,6 +5,7 @@
 mod adamw;
 mod args;
 pub mod auto;
+pub mod auto_report;
 mod late_loss;
 pub mod linear_probe;
 pub mod lora_scale;
