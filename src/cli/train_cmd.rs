@@ -134,6 +134,9 @@ pub struct TrainCli {
     /// image-caption cosine similarities, ZSCL-style).
     #[arg(long, default_value = "features", value_name = "features|image-features|similarity")]
     reference_loss: String,
+    /// Reference items (images, or class names for prompt tuning) per step; default: --batch.
+    #[arg(long, value_parser = super::args::positive_count)]
+    reference_batch: Option<usize>,
     /// Linear probe: start from the zero-shot text classifier ("a photo of a {}.") and hold
     /// it there (CLAP), or random: from zero with l2 swept on a 20 % validation split.
     #[arg(long, default_value = "zero-shot", value_name = "zero-shot|random")]
@@ -230,6 +233,7 @@ pub fn run(c: TrainCli) -> Result<TrainSummary> {
             reference_weight: if c.reference.is_some() { c.reference_weight } else { 0.0 },
             reference: c.reference,
             reference_loss: c.reference_loss.parse()?,
+            reference_batch: c.reference_batch,
         },
         probe: cliptune::train::linear_probe::ProbeOptions::parse(&c.probe_init, c.probe_weight.as_deref())?,
     };

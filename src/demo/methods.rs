@@ -103,6 +103,7 @@ pub(super) const DEMO_KGCOOP_LR: f32 = 1e-2;
 pub(super) const DEMO_PROMPT_REFERENCE: f32 = 3.0;
 pub(super) const DEMO_LORA_REFERENCE: f32 = 20.0;
 pub(super) const DEMO_LORA_REFERENCE_LOSS: ReferenceLoss = ReferenceLoss::ImageFeatures;
+pub(super) const DEMO_LORA_REFERENCE_BATCH: usize = 64;
 
 // LoRA at 1e-3 and full fine-tuning at 1e-4: ten times the usual rates for large CLIPs,
 // which a small model trained from scratch takes in stride (at 1e-4 LoRA barely moves in
@@ -260,6 +261,7 @@ fn train_args(c: &Ctx, plan: &Plan, out: &Path) -> Result<TrainArgs> {
                 reference_weight: plan.reference_weight,
                 reference: Some(r.display().to_string()),
                 reference_loss: DEMO_LORA_REFERENCE_LOSS,
+                reference_batch: (plan.method == Method::Lora).then_some(DEMO_LORA_REFERENCE_BATCH),
             },
             _ => ObjectiveWeights {
                 kgcoop: plan.kgcoop,

@@ -178,6 +178,10 @@ pub fn for_train(
         .arg("--feature-preservation", a.objectives.feature_preservation)
         .arg("--reference-weight", a.objectives.reference_weight)
         .arg("--reference-loss", a.objectives.reference_loss)
+        .arg(
+            "--reference-batch",
+            a.objectives.reference_batch.map_or("batch".into(), |b| b.to_string()),
+        )
         .arg("--retention-set", opt(&a.retention_set))
         .arg("--min-retention", a.min_retention)
         .arg("--retention-every", a.retention_every);

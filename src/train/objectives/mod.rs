@@ -89,6 +89,8 @@ pub struct ObjectiveWeights {
     pub reference: Option<String>,
     /// What the reference term keeps (LoRA, full).
     pub reference_loss: ReferenceLoss,
+    /// Reference items per step (None: the training batch), at most the set's size.
+    pub reference_batch: Option<usize>,
 }
 
 impl ObjectiveWeights {
@@ -101,6 +103,7 @@ impl ObjectiveWeights {
             reference_weight: 0.0,
             reference: None,
             reference_loss: ReferenceLoss::Features,
+            reference_batch: None,
         }
     }
 
@@ -116,6 +119,11 @@ impl ObjectiveWeights {
                     "{flag} {w}: a weight must be a finite number >= 0"
                 )));
             }
+        }
+        if self.reference_batch == Some(0) {
+            return Err(Error::invalid(
+                "--reference-batch 0: at least 1 reference item per step",
+            ));
         }
         let applies = matches!(adaptation, Adaptation::Lora | Adaptation::Full | Adaptation::Prompt(_));
         if self.reference.is_some() && !applies {
@@ -259,7 +267,7 @@ impl Objectives {
                 let names = p.for_classes(model, tok, &set.classes)?;
                 let hand = class_embeddings(base, tok, &set.classes, &[hand_template.to_string()])?.to_vec()?;
                 prompt_reference = Some(PromptReference {
-                    batch: batch.min(set.classes.len()).max(1),
+                    batch: weights.reference_batch.unwrap_or(batch).min(set.classes.len()).max(1),
                     names,
                     hand,
                 });
@@ -269,7 +277,7 @@ impl Objectives {
                 let images = base.encode_image(&set.all_pixels(device)?, 64)?.to_vec()?;
                 let (input, _) = tokenize(base, tok, &set.captions)?;
                 let texts = base.encode_text(&input, 256)?.to_vec()?;
-                let batch = batch.min(set.len()).max(1);
+                let batch = weights.reference_batch.unwrap_or(batch).min(set.len()).max(1);
                 Some(Reference {
                     set,
                     images,
