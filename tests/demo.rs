@@ -289,6 +289,14 @@ fn every_method_runs_and_the_report_is_written() {
     let r = run_demo(&a).unwrap();
     let kg = r.rows.iter().find(|x| x.key == "prompt-kgcoop").unwrap();
     assert!(!kg.note.contains("reference"), "no reference set, yet: {}", kg.note);
+    // Without a reference set the regularised rows fall back to their earlier settings.
+    assert!(kg.note.contains("KgCoOp weight 3;"), "{}", kg.note);
+    let fp = r.rows.iter().find(|x| x.key == "lora-both-fp").unwrap();
+    assert!(
+        fp.note.contains("rank 4") && fp.note.contains("features kept near the base (weight 2)"),
+        "{}",
+        fp.note
+    );
     assert!(!out.join("stale.txt").exists() && out.join(MARKER).is_file());
     let left: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()

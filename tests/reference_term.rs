@@ -173,6 +173,13 @@ fn sets_and_contexts_the_prompt_reference_term_cannot_use_are_refused() {
     a.objectives.reference_weight = 1.0;
     let e = train(a).err().expect("--class-specific must be refused").to_string();
     assert!(e.contains("--reference") && e.contains("--class-specific"), "{e}");
+    // No reference item per step.
+    let mut a = prompt_args(d.join("rb0"));
+    a.objectives.reference = Some(sheet.display().to_string());
+    a.objectives.reference_weight = 1.0;
+    a.objectives.reference_batch = Some(0);
+    let e = train(a).err().expect("--reference-batch 0 must be refused").to_string();
+    assert!(e.contains("--reference-batch 0"), "{e}");
     // Textual inversion and the linear probe have no reference term.
     let mut a = TrainArgs::new(Method::LinearProbe, model_dir(), fixture("data/classes"), d.join("lp"));
     a.objectives.reference = Some(sheet.display().to_string());

@@ -7,8 +7,9 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::methods::{
-    DEMO_FEATURE_PRESERVATION, DEMO_FULL_WISE, DEMO_KGCOOP, DEMO_KGCOOP_LR, DEMO_LORA_FEATURE_PRESERVATION,
-    DEMO_LORA_RANK, DEMO_PROMPT_REFERENCE,
+    DEMO_FEATURE_PRESERVATION, DEMO_FULL_WISE, DEMO_KGCOOP, DEMO_KGCOOP_LR, DEMO_LORA_RANK, DEMO_LORA_REFERENCE,
+    DEMO_LORA_REFERENCE_BATCH, DEMO_NO_REFERENCE_KGCOOP, DEMO_NO_REFERENCE_LORA_FEATURE_PRESERVATION,
+    DEMO_NO_REFERENCE_LORA_RANK, DEMO_PROMPT_REFERENCE,
 };
 use super::{DemoResult, DemoRow, MARKER, TARGET_TEMPLATE, TI_CLASS, TI_WORD};
 use crate::error::Result;
@@ -42,10 +43,13 @@ fn description(key: &str) -> String {
             .into(),
         "lora-both" => "LoRA on the query and value projections of both towers.".into(),
         "lora-both-fp" => format!(
-            "Rank-{DEMO_LORA_RANK} LoRA (alpha {}) on both towers with feature preservation (after LDIFS): the loss adds \
-             {DEMO_LORA_FEATURE_PRESERVATION} x the \
-             mean squared distance between the adapted and the frozen model's image and class-prompt embeddings on \
-             the training batch, so the update serves the target without moving what the model already knew.",
+            "Rank-{DEMO_LORA_RANK} LoRA (alpha {}) on both towers, regularised: where the demo has a reference set \
+             (cliptune-mini's reference.json: general emoji images, none of them a held-out class), the loss adds \
+             {DEMO_LORA_REFERENCE} x the mean squared distance between the adapted and the frozen model's image \
+             embeddings of {DEMO_LORA_REFERENCE_BATCH} reference images a step (feature preservation on general data, \
+             after LDIFS), so the update serves the target without moving what the model does elsewhere; without \
+             one, rank {DEMO_NO_REFERENCE_LORA_RANK} with {DEMO_NO_REFERENCE_LORA_FEATURE_PRESERVATION} x that distance \
+             on the training batch's image and class-prompt embeddings.",
             2 * DEMO_LORA_RANK
         ),
         "prompt-kgcoop" => format!(
@@ -54,7 +58,8 @@ fn description(key: &str) -> String {
              which CoOp starts from, computed once by the frozen model), and, where the demo has a reference set \
              (cliptune-mini's reference.json: general classes, none of them held out), {DEMO_PROMPT_REFERENCE} x the \
              same distance on a rotating batch of the reference set's class names, so the context stays a good \
-             prompt for names it was never trained on."
+             prompt for names it was never trained on; without one, KgCoOp weight {DEMO_NO_REFERENCE_KGCOOP} at the \
+             trainer's lr."
         ),
         "full-fp" => format!(
             "Full fine-tuning with feature preservation (weight {DEMO_FEATURE_PRESERVATION}), then \
