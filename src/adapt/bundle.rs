@@ -691,6 +691,9 @@ impl LoadedAdapter {
 pub struct Adapters {
     /// In the order they were applied: LoRA, textual inversion, prompt, linear probe.
     pub loaded: Vec<LoadedAdapter>,
+    /// Let a prompt adapter's shared context classify classes it was not trained on (CoOp's
+    /// base-to-new evaluation; `eval --new-classes`). Off: other classes are refused.
+    pub prompt_on_new_classes: bool,
 }
 
 impl Adapters {
@@ -740,7 +743,28 @@ impl Adapters {
         let Some((dir, learner)) = self.prompt() else {
             return class_embeddings(model, tok, classes, templates);
         };
-        let order = match_classes(dir, &learner.classes, classes, data_label)?;
+        let order = match match_classes(dir, &learner.classes, classes, data_label) {
+            Ok(order) => order,
+            Err(e) if !self.prompt_on_new_classes => return Err(e),
+            Err(_) if learner.class_specific => {
+                return Err(Error::invalid(format!(
+                    "prompt adapter {}: its context is class-specific (one per trained class), so it has none for \
+                     the other classes of {data_label}; --new-classes needs a shared context",
+                    dir.display()
+                )))
+            }
+            Err(_) => {
+                let known = classes.iter().filter(|c| learner.classes.contains(c)).count();
+                eprintln!(
+                    "[adapter] prompt adapter {}: its learned context applied to the {} classes of {data_label} ({} of \
+                     them not trained on)",
+                    dir.display(),
+                    classes.len(),
+                    classes.len() - known
+                );
+                return learner.for_classes(model, tok, classes)?.class_embeddings(model);
+            }
+        };
         let emb = learner.class_embeddings(model)?;
         if order.iter().enumerate().all(|(i, &j)| i == j) {
             return Ok(emb);
@@ -789,7 +813,10 @@ pub fn match_classes(dir: &Path, trained: &[String], wanted: &[String], data_lab
     };
     let missing = wanted.iter().find(|c| !idx.contains_key(c.as_str()));
     let hint = match missing {
-        Some(m) => format!("; {m:?} is not one of the adapter's classes"),
+        Some(m) => format!(
+            "; {m:?} is not one of the adapter's classes (`eval --new-classes` applies its learned context to the \
+             data's own class names)"
+        ),
         None => String::new(),
     };
     Err(Error::invalid(format!(
@@ -1123,7 +1150,10 @@ pub fn load_adapters_named(
     }
     *model = m;
     *tok = t;
-    Ok(Adapters { loaded })
+    Ok(Adapters {
+        loaded,
+        prompt_on_new_classes: false,
+    })
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

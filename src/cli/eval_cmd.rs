@@ -21,6 +21,8 @@ pub struct EvalArgs {
     pub out: Option<PathBuf>,
     /// `--adapter DIR` (repeatable): loaded onto the model before anything is measured.
     pub adapters: Vec<PathBuf>,
+    /// A prompt adapter's context may classify classes it was not trained on.
+    pub new_classes: bool,
 }
 
 pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
@@ -32,7 +34,13 @@ pub fn run(a: EvalArgs, dev: &Device) -> Result<EvalReport> {
     let t0 = Instant::now();
     let mut model = Clip::load(&a.model, dev, WeightStorage::AsStored)?;
     let mut tok = ClipTokenizer::for_model_dir(&a.model)?;
-    let ad = super::clip_cmds::load_adapters_cli(&mut model, &mut tok, &a.model, &a.adapters)?;
+    let mut ad = super::clip_cmds::load_adapters_cli(&mut model, &mut tok, &a.model, &a.adapters)?;
+    if a.new_classes && ad.prompt().is_none() {
+        return Err(Error::invalid(
+            "eval --new-classes: no prompt adapter was given (--adapter DIR of a `train --method prompt` run)",
+        ));
+    }
+    ad.prompt_on_new_classes = a.new_classes;
     if let Some((pdir, probe)) = classify::the_probe(&ad)? {
         eprintln!(
             "[eval] --zero-shot classifies with linear-probe adapter {} ({} classes); --linear-probe TRAIN TEST still fits its own",

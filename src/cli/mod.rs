@@ -128,6 +128,11 @@ enum Command {
         /// classifier of --zero-shot (every class of DATA must be one of the probe's).
         #[arg(long = "adapter")]
         adapters: Vec<PathBuf>,
+        /// With a prompt adapter: apply its learned (shared) context to --zero-shot data whose
+        /// classes differ from the ones it was trained on (CoOp's base-to-new evaluation)
+        /// instead of refusing them.
+        #[arg(long)]
+        new_classes: bool,
         #[arg(long, default_value = "auto")]
         device: String,
     },
@@ -318,6 +323,7 @@ fn run_eval(c: Command) -> Result<cliptune::eval::suite::EvalReport> {
         json,
         out,
         adapters,
+        new_classes,
         device,
     } = c
     else {
@@ -334,6 +340,7 @@ fn run_eval(c: Command) -> Result<cliptune::eval::suite::EvalReport> {
         json,
         out,
         adapters,
+        new_classes,
     };
     eval_cmd::run(args, &dev)
 }
