@@ -96,6 +96,32 @@ fn the_learned_context_classifies_new_classes_as_the_library_does() {
     }
     let want = right as f64 / set.labels.len() as f64;
     assert!((top1 - want).abs() < 1e-6, "eval says {top1}, the library {want}");
+
+    // `zero-shot` takes the same flag for --classes the adapter never saw.
+    let photo = common::cli::fixtures().join("preprocess/inputs/rgb_37x53.png");
+    let zs = |flag: bool| {
+        let mut c = bin();
+        c.args([
+            "zero-shot",
+            "--device",
+            "cpu",
+            "--json",
+            "--classes",
+            "sun,boat",
+            "--model",
+        ])
+        .arg(model_dir())
+        .arg("--adapter")
+        .arg(d.join("coop"))
+        .arg(&photo);
+        if flag {
+            c.arg("--new-classes");
+        }
+        c
+    };
+    assert_contains(&run_err(&mut zs(false)), &["--new-classes"]);
+    let (out, _) = run_ok(&mut zs(true));
+    assert!(out.contains("sun") && out.contains("boat"), "{out}");
 }
 
 #[test]

@@ -350,6 +350,7 @@ pub fn zero_shot_cmd(
     dev: &Device,
     skip_bad: bool,
     adapters: &[PathBuf],
+    new_classes: bool,
 ) -> Result<()> {
     if classes.is_empty() && adapters.is_empty() {
         return Err(Error::invalid("zero-shot: give --classes a,b,c or --classes-file FILE"));
@@ -360,7 +361,13 @@ pub fn zero_shot_cmd(
     let t = templates(template_spec)?;
     let mut model = Clip::load(dir, dev, WeightStorage::AsStored)?;
     let mut tok = ClipTokenizer::for_model_dir_with(dir, pipeline)?;
-    let ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
+    let mut ad = load_adapters_cli(&mut model, &mut tok, dir, adapters)?;
+    if new_classes && ad.prompt().is_none() {
+        return Err(Error::invalid(
+            "zero-shot --new-classes: no prompt adapter was given (--adapter DIR of a `train --method prompt` run)",
+        ));
+    }
+    ad.prompt_on_new_classes = new_classes;
     // With a prompt adapter the classes default to the ones it was trained on, and its
     // learned prompts replace the templates.
     // A linear probe classifies with its own weights: its classes by default, or the

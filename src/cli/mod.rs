@@ -209,6 +209,10 @@ enum Command {
         /// probabilities are renormalised over the ones given).
         #[arg(long = "adapter")]
         adapters: Vec<PathBuf>,
+        /// With a prompt adapter: apply its learned (shared) context to --classes it was not
+        /// trained on instead of refusing them.
+        #[arg(long)]
+        new_classes: bool,
         /// Text cleaning and image transform to reproduce: hf (transformers' CLIPTokenizer and
         /// CLIPImageProcessor) or open_clip (ftfy + HTML unescape + Python lower-case, torchvision
         /// resize/center-crop, alpha dropped). Default: the model directory's own layout.
@@ -290,6 +294,7 @@ pub fn run() -> Result<()> {
             device,
             skip_bad_images,
             adapters,
+            new_classes,
             pipeline,
             images,
         } => {
@@ -306,6 +311,7 @@ pub fn run() -> Result<()> {
                 &dev,
                 skip_bad_images,
                 &adapters,
+                new_classes,
             )
         }
     }
