@@ -157,7 +157,8 @@ struct Frozen {
 /// The reference set and the base model's features of it.
 struct Reference {
     set: ReferenceSet,
-    /// L2-normalised base image / caption features `[R, P]` (host).
+    /// L2-normalised base image / caption features `[R, P]` (host); no caption features
+    /// for `--reference-loss image-features`.
     images: Vec<f32>,
     texts: Vec<f32>,
     batch: usize,
@@ -275,8 +276,13 @@ impl Objectives {
             }
             (Some(set), _) if weights.reference_weight > 0.0 => {
                 let images = base.encode_image(&set.all_pixels(device)?, 64)?.to_vec()?;
-                let (input, _) = tokenize(base, tok, &set.captions)?;
-                let texts = base.encode_text(&input, 256)?.to_vec()?;
+                // Image features only: the captions are never encoded, not even once.
+                let texts = if weights.reference_loss == ReferenceLoss::ImageFeatures {
+                    vec![]
+                } else {
+                    let (input, _) = tokenize(base, tok, &set.captions)?;
+                    base.encode_text(&input, 256)?.to_vec()?
+                };
                 let batch = weights.reference_batch.unwrap_or(batch).min(set.len()).max(1);
                 Some(Reference {
                     set,
@@ -400,22 +406,25 @@ impl Objectives {
         let n = r.set.len();
         let idx: Vec<usize> = (0..r.batch).map(|j| (s.step * r.batch + j) % n).collect();
         let p = self.p_dim;
-        let (fi, ft) = (gather_rows(&r.images, &idx, p), gather_rows(&r.texts, &idx, p));
+        let fi = gather_rows(&r.images, &idx, p);
         let b = idx.len();
         let w = self.weights.reference_weight;
         let x = r.set.batch_pixels(&idx, s.device)?;
         let img = s.model.image_features(s.tape, &s.tape.constant(x))?.l2norm()?;
-        let frozen_img = Tensor::from_vec(fi.clone(), &[b, p], s.device)?;
+        let keep_img = || -> Result<Var> {
+            let frozen_img = Tensor::from_vec(fi.clone(), &[b, p], s.device)?;
+            feature_preservation::preservation_term(s.tape, &img, &frozen_img, w)
+        };
         if self.weights.reference_loss == ReferenceLoss::ImageFeatures {
-            return feature_preservation::preservation_term(s.tape, &img, &frozen_img, w);
+            return keep_img();
         }
+        let ft = gather_rows(&r.texts, &idx, p);
         let captions: Vec<String> = idx.iter().map(|&i| r.set.captions[i].clone()).collect();
         let (input, _) = tokenize(s.model, s.tok, &captions)?;
         let txt = s.model.text_features(s.tape, &input)?.l2norm()?;
         if self.weights.reference_loss == ReferenceLoss::Features {
             let frozen_txt = Tensor::from_vec(ft, &[b, p], s.device)?;
-            return feature_preservation::preservation_term(s.tape, &img, &frozen_img, w)?
-                .add(&feature_preservation::preservation_term(s.tape, &txt, &frozen_txt, w)?);
+            return keep_img()?.add(&feature_preservation::preservation_term(s.tape, &txt, &frozen_txt, w)?);
         }
         let mut sim0 = vec![0f32; b * b];
         for i in 0..b {
